@@ -1,0 +1,1 @@
+"""Diffusion priors behind one denoiser interface (``distill3d.priors.base.Prior``)."""

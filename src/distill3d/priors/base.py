@@ -1,0 +1,97 @@
+"""The one interface through which guidance methods see a diffusion prior.
+
+Notation follows ``shared/METHODS.md``: a prior predicts noise ``ε̂(z_t; t, c)`` for latents ``z_t``
+at integer timesteps ``t`` with a condition ``c`` made of text, an optional image seen through the
+image adapter with strength ``λ_ip``, and an optional camera. Timesteps follow the diffusers
+convention: ``t`` is an integer in ``[0, T)`` indexing ``alphas_cumprod`` (T = 1000); the papers'
+``t = 0.02T`` is ``t = 20``.
+
+Guidance methods never branch on which prior they talk to or on its prediction type: every prior
+returns ε-predictions, converting internally if its network predicts something else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One condition for one row of a batched noise prediction.
+
+    ``text`` is the prompt; ``""`` is the empty prompt ∅ (a negative prompt is just another text).
+    ``image`` is an RGB image [3, H, W] in [0, 1] seen through the image adapter; it only counts when
+    ``image_scale`` (λ_ip) is non-zero, and ``image_scale == 0`` must give exactly the prediction
+    without an image. ``camera`` is (azimuth, elevation) in degrees, in the conventions of
+    ``distill3d.core.cameras``; priors without camera conditioning ignore it.
+    """
+
+    text: str = ""
+    image: Tensor | None = None  # [3, H, W] in [0, 1]
+    image_scale: float = 0.0
+    camera: tuple[float, float] | None = None
+
+    def with_image(self, image: Tensor | None, scale: float) -> Condition:
+        return Condition(self.text, image, scale, self.camera)
+
+
+@runtime_checkable
+class Prior(Protocol):
+    """A diffusion prior as guidance methods see it."""
+
+    #: Number of training timesteps T; valid ``t`` are ``0 .. T-1``.
+    num_timesteps: int
+    #: Side of the square RGB images ``encode`` expects (renders are resized to it by the caller).
+    image_size: int
+
+    @property
+    def alphas_cumprod(self) -> Tensor:
+        """ᾱ_t for t = 0..T-1, float32, on the prior's device. [T]"""
+        ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def encode(self, images: Tensor) -> Tensor:
+        """Images [B, 3, S, S] in [0, 1] (S = image_size) -> latents [B, C, h, w]; differentiable."""
+        ...
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """Latents [B, C, h, w] -> images [B, 3, S, S] in [0, 1]."""
+        ...
+
+    def predict_noise(self, z_t: Tensor, t: Tensor, conditions: Sequence[Condition]) -> Tensor:
+        """ONE batched noise prediction: row i of ``z_t`` [N, C, h, w] at timestep ``t[i]`` ([N], long)
+        under ``conditions[i]`` (``len(conditions) == N``). Returns ε̂ [N, C, h, w].
+
+        Rows with different kinds of condition (text only, text + image, image only, camera) may be
+        mixed freely in one call; the result must equal separate calls row by row.
+        """
+        ...
+
+    def adapter_layer(self, name: str | None = None) -> nn.Module:
+        """The image-adapter layer AnchorDS' fine-tune variant trains (``None``: the prior's default).
+
+        Raises ``KeyError`` listing the valid names when ``name`` is unknown.
+        """
+        ...
+
+
+def alphas_cumprod_scaled_linear(num_timesteps: int = 1000, beta_start: float = 0.00085,
+                                 beta_end: float = 0.012) -> Tensor:
+    """Stable Diffusion's "scaled_linear" schedule: betas linear in sqrt space. ᾱ_t, [T] float32."""
+    betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_timesteps, dtype=torch.float64) ** 2
+    return torch.cumprod(1.0 - betas, dim=0).float()
+
+
+def alphas_cumprod_cosine(num_timesteps: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> Tensor:
+    """The cosine schedule (Nichol & Dhariwal 2021), suited to small pixel-space models. ᾱ_t, [T]."""
+    steps = torch.arange(num_timesteps + 1, dtype=torch.float64) / num_timesteps
+    f = torch.cos((steps + s) / (1 + s) * torch.pi / 2) ** 2
+    betas = (1 - f[1:] / f[:-1]).clamp(max=max_beta)
+    return torch.cumprod(1.0 - betas, dim=0).float()
