@@ -1,0 +1,313 @@
+"""The guidance protocol and the score-distillation math every method shares (written once, here).
+
+Notation follows ``shared/METHODS.md``: ᾱ_t is ``prior.alphas_cumprod[t]``, ``z_t = √ᾱ_t z + √(1−ᾱ_t) ε``,
+``x̂0(z_t, ε̂) = (z_t − √(1−ᾱ_t) ε̂) / √ᾱ_t`` (Tweedie), CFG is the standard form
+``ε̂(∅) + s·(ε̂(y) − ε̂(∅))`` (threestudio's ``ε̂(y) + s'(ε̂(y) − ε̂(∅))`` is ours with ``s = s' + 1``).
+
+A method maps a batch of encoded renders ``z`` [B, C, h, w] to a gradient ``g`` on ``z`` of the same shape.
+The loop turns it into a loss with :func:`surrogate_loss`, whose autograd gradient w.r.t. ``z`` is exactly
+``g`` (no batch-size factor: divide in the loop if you want a mean over views).
+
+Every method evaluates all the branches that share ``z_t`` in ONE batched ``prior.predict_noise`` call
+(:func:`predict_rows`), under ``torch.no_grad`` unless the method says it trains something.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from distill3d.core.cameras import Cameras, view_prompt
+from distill3d.priors.base import Condition, Prior
+
+Weighting = Literal["sds", "uniform", "fantasia3d"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# inputs and outputs
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GuidanceInput:
+    """What the loop hands a method at one optimisation step."""
+
+    latents: Tensor  # [B, C, h, w] encoded renders z = E(x); methods read them detached
+    images: Tensor  # [B, 3, S, S] the renders x in [0, 1] (image anchoring, L_rec)
+    cameras: Cameras  # B cameras the renders were taken from
+    prompt: str  # the text prompt y
+    step: int = 0  # optimisation step τ, 0-based
+    total_steps: int = 1
+    #: Editing methods only (UDS-edit, DDS): latents of the ORIGINAL asset rendered from the same cameras.
+    source_latents: Tensor | None = None  # [B, C, h, w]
+
+
+class Diagnostics:
+    """Base of the typed, method-specific extras a :class:`GuidanceOutput` may carry."""
+
+
+@dataclass
+class GuidanceOutput:
+    grad: Tensor  # [B, C, h, w] the gradient on z, detached
+    t: Tensor  # [B] long, the timestep of each view
+    grad_norm: Tensor  # [B] ‖g‖ per view (after clamping/filtering)
+    num_prior_calls: int  # predict_noise calls made for the gradient
+    num_prior_evals: int  # rows evaluated in those calls (network evaluations of one latent)
+    extras: Diagnostics | None = None
+
+
+@dataclass
+class InnerStepOutput:
+    """Result of a method's own training step (AnchorDS fine-tune, ...)."""
+
+    loss: float
+    num_prior_calls: int
+    num_prior_evals: int
+
+
+class GuidanceMethod:
+    """Base class of every guidance method.
+
+    ``__call__`` computes the gradient. Methods that train a part of the prior expose the parameters
+    with :meth:`trainable_parameters` and the loop calls :meth:`inner_step` after each guidance step;
+    the defaults mean "trains nothing".
+    """
+
+    #: predict_noise calls one ``__call__`` makes (the contract tests check it).
+    prior_calls_per_step: int = 1
+
+    def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
+        raise NotImplementedError
+
+    def trainable_parameters(self, prior: Prior) -> list[nn.Parameter]:
+        return []
+
+    def inner_step(self, prior: Prior, inp: GuidanceInput, t: Tensor,
+                   generator: torch.Generator) -> InnerStepOutput | None:
+        """One training step of the method's own trainable part at timesteps ``t`` [B]; None if none."""
+        return None
+
+    def state_dict(self, prior: Prior) -> dict:
+        """What a checkpoint must hold to resume the method exactly (its trained part and optimiser)."""
+        return {}
+
+    def load_state_dict(self, prior: Prior, state: dict) -> None:
+        """Restore what :meth:`state_dict` saved."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# schedules of scalars over training (typed objects, not list syntax)
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Constant:
+    value: float
+
+    def __call__(self, step: int, total_steps: int) -> float:
+        return self.value
+
+
+@dataclass(frozen=True)
+class LinearRamp:
+    """``start`` up to ``start_step``, linear to ``end`` at ``end_step`` (None: the last step), then ``end``."""
+
+    start: float
+    end: float
+    start_step: int = 0
+    end_step: int | None = None
+
+    def __call__(self, step: int, total_steps: int) -> float:
+        end_step = max(total_steps - 1, 1) if self.end_step is None else self.end_step
+        if end_step <= self.start_step:
+            return self.end if step >= end_step else self.start
+        p = min(max((step - self.start_step) / (end_step - self.start_step), 0.0), 1.0)
+        return self.start + (self.end - self.start) * p
+
+
+Schedule = Constant | LinearRamp
+
+
+# ----------------------------------------------------------------------------------------------------
+# timestep sampling (t are integers in [0, T), fractions are of T)
+# ----------------------------------------------------------------------------------------------------
+
+
+def _to_index(frac: float, num_timesteps: int) -> int:
+    return min(max(round(frac * num_timesteps), 0), num_timesteps - 1)
+
+
+def _uniform_ints(lo: int, hi: int, batch: int, generator: torch.Generator) -> Tensor:
+    return torch.randint(lo, hi + 1, (batch,), generator=generator, dtype=torch.long)  # [B] in [lo, hi]
+
+
+@dataclass(frozen=True)
+class UniformTimesteps:
+    """t ~ U{t_min·T, …, t_max·T} independently per view (DreamFusion: 0.02, 0.98)."""
+
+    t_min: float = 0.02
+    t_max: float = 0.98
+
+    def sample(self, step: int, total_steps: int, batch: int, num_timesteps: int,
+               generator: torch.Generator) -> Tensor:
+        return _uniform_ints(_to_index(self.t_min, num_timesteps), _to_index(self.t_max, num_timesteps),
+                             batch, generator)
+
+
+@dataclass(frozen=True)
+class MaxSwitchTimesteps:
+    """GaussianDreamer: uniform in [t_min, t_max], the maximum lowered to ``t_max_after`` from
+    ``switch_step`` on (0.98 → 0.55 at step 500)."""
+
+    t_min: float = 0.02
+    t_max: float = 0.98
+    t_max_after: float = 0.55
+    switch_step: int = 500
+
+    def sample(self, step: int, total_steps: int, batch: int, num_timesteps: int,
+               generator: torch.Generator) -> Tensor:
+        hi = self.t_max if step < self.switch_step else self.t_max_after
+        return _uniform_ints(_to_index(self.t_min, num_timesteps), _to_index(hi, num_timesteps),
+                             batch, generator)
+
+
+@dataclass(frozen=True)
+class AnnealedTimesteps:
+    """Deterministic, monotonically decreasing t (DreamTime's time-prioritised schedule, HiFA's form):
+    ``t = t_max − (t_max − t_min)·f(p)`` with ``p = step/(total_steps−1)`` and ``f(p) = p`` ("linear")
+    or ``√p`` ("sqrt"); the same t for every view. No random draw."""
+
+    t_min: float = 0.02
+    t_max: float = 0.98
+    curve: Literal["linear", "sqrt"] = "sqrt"
+
+    def sample(self, step: int, total_steps: int, batch: int, num_timesteps: int,
+               generator: torch.Generator) -> Tensor:
+        p = min(max(step / max(total_steps - 1, 1), 0.0), 1.0)
+        f = math.sqrt(p) if self.curve == "sqrt" else p
+        t = _to_index(self.t_max - (self.t_max - self.t_min) * f, num_timesteps)
+        return torch.full((batch,), t, dtype=torch.long)
+
+
+TimestepSchedule = UniformTimesteps | MaxSwitchTimesteps | AnnealedTimesteps
+
+
+# ----------------------------------------------------------------------------------------------------
+# the shared math
+# ----------------------------------------------------------------------------------------------------
+
+
+def _bcast(v: Tensor) -> Tensor:
+    return v[:, None, None, None]  # [B] -> [B, 1, 1, 1]
+
+
+def alpha_bar(prior: Prior, t: Tensor) -> Tensor:
+    """ᾱ_t for integer timesteps t [B]. [B]"""
+    return prior.alphas_cumprod.to(t.device)[t]
+
+
+def weighting(kind: Weighting, abar: Tensor) -> Tensor:
+    """w(t) from ᾱ_t [B]: "sds" 1−ᾱ, "uniform" 1, "fantasia3d" √ᾱ(1−ᾱ). [B]"""
+    if kind == "sds":
+        return 1.0 - abar
+    if kind == "uniform":
+        return torch.ones_like(abar)
+    if kind == "fantasia3d":
+        return abar.sqrt() * (1.0 - abar)
+    raise ValueError(f"unknown weighting {kind!r}; use 'sds', 'uniform' or 'fantasia3d'")
+
+
+def add_noise(z: Tensor, eps: Tensor, abar: Tensor) -> Tensor:
+    """Forward noising z_t = √ᾱ z + √(1−ᾱ) ε.  z, eps [B, C, h, w]; abar [B]."""
+    return _bcast(abar).sqrt() * z + _bcast(1.0 - abar).sqrt() * eps
+
+
+def predict_x0(z_t: Tensor, eps_hat: Tensor, abar: Tensor) -> Tensor:
+    """Tweedie one-step estimate x̂0 = (z_t − √(1−ᾱ) ε̂)/√ᾱ. [B, C, h, w]"""
+    return (z_t - _bcast(1.0 - abar).sqrt() * eps_hat) / _bcast(abar).sqrt()
+
+
+def ddim_step(z_from: Tensor, eps_hat: Tensor, abar_from: Tensor, abar_to: Tensor) -> Tensor:
+    """Deterministic DDIM move between noise levels (inversion when ᾱ_to < ᾱ_from):
+    z_to = √ᾱ_to x̂0(z_from, ε̂) + √(1−ᾱ_to) ε̂. [B, C, h, w]"""
+    return _bcast(abar_to).sqrt() * predict_x0(z_from, eps_hat, abar_from) + _bcast(1.0 - abar_to).sqrt() * eps_hat
+
+
+def cfg(eps_uncond: Tensor, eps_cond: Tensor, scale: float) -> Tensor:
+    """Classifier-free guidance, standard form ε̂(∅) + s(ε̂(y) − ε̂(∅))."""
+    return eps_uncond + scale * (eps_cond - eps_uncond)
+
+
+def clamp_grad(grad: Tensor, max_abs: float | None) -> Tensor:
+    """Element-wise clamp of g to [−max_abs, max_abs]; None leaves it unchanged."""
+    return grad if max_abs is None else grad.clamp(-max_abs, max_abs)
+
+
+def surrogate_loss(z: Tensor, grad: Tensor) -> Tensor:
+    """L = ½‖z − sg(z − g)‖² summed over everything, so that ∂L/∂z = g exactly. Scalar."""
+    target = (z - grad).detach()
+    return 0.5 * ((z - target) ** 2).sum()
+
+
+def per_view_norm(grad: Tensor) -> Tensor:
+    """‖g‖ per view. [B]"""
+    return grad.flatten(1).norm(dim=1)
+
+
+def view_prompts(prompt: str, cameras: Cameras, view_dependent: bool) -> list[str]:
+    """One prompt per view, with threestudio's ", <front|side|back|overhead> view" suffix if asked."""
+    if not view_dependent:
+        return [prompt] * len(cameras)
+    return [view_prompt(prompt, float(a), float(e)) for a, e in zip(cameras.azimuth, cameras.elevation)]
+
+
+def camera_tuples(cameras: Cameras) -> list[tuple[float, float]]:
+    return [(float(a), float(e)) for a, e in zip(cameras.azimuth, cameras.elevation)]
+
+
+def sample_t_and_noise(prior: Prior, schedule: TimestepSchedule, inp: GuidanceInput,
+                       generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Draw t [B] (first) and ε [B, C, h, w] (second) from ``generator``; the order is part of the
+    contract, so a hand-written reference can replay it."""
+    b = inp.latents.shape[0]
+    t = schedule.sample(inp.step, inp.total_steps, b, prior.num_timesteps, generator)
+    eps = torch.randn(inp.latents.shape, generator=generator, dtype=inp.latents.dtype)
+    return t.to(prior.device), eps.to(prior.device)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Rows of one batched call: latents [N, C, h, w], timesteps [N] and N conditions."""
+
+    z: Tensor
+    t: Tensor
+    conditions: list[Condition]
+
+
+def stack_rows(groups: Sequence[tuple[Tensor, Tensor, Sequence[Condition]]]) -> Rows:
+    """Concatenate (z [B,…], t [B], B conditions) groups into one batch, in order."""
+    zs, ts, conds = [], [], []
+    for z, t, c in groups:
+        if not (z.shape[0] == t.shape[0] == len(c)):
+            raise ValueError("each group needs as many latents, timesteps and conditions")
+        zs.append(z)
+        ts.append(t)
+        conds.extend(c)
+    return Rows(torch.cat(zs), torch.cat(ts), conds)
+
+
+def predict_rows(prior: Prior, rows: Rows, num_groups: int) -> list[Tensor]:
+    """ONE predict_noise call over all rows; returns the prediction split back into ``num_groups``
+    equal groups of B rows each."""
+    eps = prior.predict_noise(rows.z, rows.t, rows.conditions)
+    return list(eps.chunk(num_groups, dim=0))
+
+
+def finish(grad: Tensor, t: Tensor, calls: int, evals: int, extras: Diagnostics | None = None) -> GuidanceOutput:
+    grad = grad.detach()
+    return GuidanceOutput(grad, t, per_view_norm(grad), calls, evals, extras)

@@ -1,0 +1,119 @@
+"""ISD: Image-prompt Score Distillation (ModeDreamer, papers/modedreamer_isd.txt).
+
+A reference image x_ref, generated from the prompt by the same text-to-image prior (the loop makes it
+and passes it to the constructor or :meth:`ISD.set_reference`), selects one mode through the image
+adapter; the plain text prediction at the same t replaces ε as control variate:
+
+    g_ISD  = w(t) · (ε̂_IP,cfg(z_t; y, x_ref) − ε̂_cfg(z_t; y))                   (Eq. 7)
+    g_IPSDS = w(t) · (ε̂_IP,cfg(z_t; y, x_ref) − ε)                              (Eq. 4, ``mode="ip-sds"``)
+    g_MV   = w(t) · (ε̂_MV,cfg(z_t; y, π) − ε)                                   (Eq. 8)
+    g      = α(τ) · g_ISD + β(τ) · g_MV,   α 0.4 → 0.8,  β 0.6 → 0.02 over training   (Eq. 9)
+
+CFG 7.5 for the ISD term, 50 for the multi-view term, IP scale 0.5 (Sec. 5 implementation details).
+The multi-view term uses the same prior with the view's camera in the Condition (a prior without camera
+conditioning ignores it, and g_MV becomes SDS with CFG 50); it shares t and ε with the ISD term so all
+rows go in one call. The IP branch's unconditional prediction is IP-Adapter's (empty text, image dropped),
+which through the Prior protocol is the same condition as the text model's ∅: so the four predictions of
+Eq. 7 are three distinct rows per view, [ε̂(y, x_ref), ε̂(∅), ε̂(y)], plus [ε̂(y, π), ε̂(∅, π)] for g_MV.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from distill3d.guidance.base import (
+    Diagnostics,
+    GuidanceInput,
+    GuidanceMethod,
+    GuidanceOutput,
+    LinearRamp,
+    Schedule,
+    TimestepSchedule,
+    UniformTimesteps,
+    Weighting,
+    add_noise,
+    alpha_bar,
+    camera_tuples,
+    cfg,
+    finish,
+    per_view_norm,
+    predict_rows,
+    sample_t_and_noise,
+    stack_rows,
+    view_prompts,
+    weighting,
+)
+from distill3d.priors.base import Condition, Prior
+
+
+@dataclass(frozen=True)
+class ISDConfig:
+    mode: Literal["isd", "ip-sds"] = "isd"  # control variate: ε̂_cfg(z_t; y) (Eq. 7) or ε (Eq. 4)
+    guidance_scale: float = 7.5  # CFG of the IP and text branches
+    image_scale: float = 0.5  # IP scale of x_ref
+    alpha: Schedule = field(default_factory=lambda: LinearRamp(0.4, 0.8))  # weight of g_ISD, Eq. 9
+    beta: Schedule | None = field(default_factory=lambda: LinearRamp(0.6, 0.02))  # weight of g_MV; None: off
+    mv_guidance_scale: float = 50.0
+    view_dependent: bool = True  # view suffix on y for the ISD term (the MV term gets the camera instead)
+    timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)
+    weighting: Weighting = "sds"
+
+
+@dataclass
+class ISDDiagnostics(Diagnostics):
+    alpha: float
+    beta: float  # 0 when the multi-view term is off
+    isd_norm: Tensor  # [B] ‖g_ISD‖
+    mv_norm: Tensor  # [B] ‖g_MV‖ (zeros when off)
+
+
+class ISD(GuidanceMethod):
+    prior_calls_per_step = 1
+
+    def __init__(self, config: ISDConfig | None = None, reference: Tensor | None = None) -> None:
+        self.config = config or ISDConfig()
+        self.reference = reference  # [3, S, S] in [0, 1]
+
+    def set_reference(self, image: Tensor) -> None:
+        """The mode-selecting reference image x_ref [3, S, S] in [0, 1]."""
+        self.reference = image.detach()
+
+    def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
+        if self.reference is None:
+            raise ValueError("ISD needs a reference image: pass reference= or call set_reference()")
+        c = self.config
+        z = inp.latents.detach()  # [B, C, h, w]
+        b = z.shape[0]
+        t, eps = sample_t_and_noise(prior, c.timesteps, inp, generator)
+        abar = alpha_bar(prior, t)
+        z_t = add_noise(z, eps, abar)
+        texts = view_prompts(inp.prompt, inp.cameras, c.view_dependent)
+        ref = self.reference.to(z.device)
+        cams = camera_tuples(inp.cameras)
+        groups = {"ip": [Condition(y, ref, c.image_scale) for y in texts],  # ε̂_IP(z_t; y, x_ref)
+                  "null": [Condition("")] * b}  # ε̂(z_t; ∅), shared by both CFGs
+        if c.mode == "isd":
+            groups["text"] = [Condition(y) for y in texts]  # ε̂(z_t; y)
+        if c.beta is not None:
+            groups["mv"] = [Condition(inp.prompt, camera=p) for p in cams]  # ε̂_MV(z_t; y, π)
+            groups["mv_null"] = [Condition("", camera=p) for p in cams]  # ε̂_MV(z_t; ∅, π)
+        rows = stack_rows([(z_t, t, conds) for conds in groups.values()])
+        with torch.no_grad():
+            pred = dict(zip(groups, predict_rows(prior, rows, len(groups))))
+        w = weighting(c.weighting, abar)[:, None, None, None]
+        eps_ip = cfg(pred["null"], pred["ip"], c.guidance_scale)  # ε̂_IP,cfg(z_t; y, x_ref)
+        control = cfg(pred["null"], pred["text"], c.guidance_scale) if c.mode == "isd" else eps  # ε̂_cfg(y) | ε
+        g_isd = w * (eps_ip - control)  # Eq. 7 (Eq. 4 for ip-sds)
+        alpha = c.alpha(inp.step, inp.total_steps)
+        grad = alpha * g_isd  # Eq. 9
+        beta, g_mv = 0.0, torch.zeros_like(g_isd)
+        if c.beta is not None:
+            beta = c.beta(inp.step, inp.total_steps)
+            g_mv = w * (cfg(pred["mv_null"], pred["mv"], c.mv_guidance_scale) - eps)  # Eq. 8
+            grad = grad + beta * g_mv  # Eq. 9
+        diag = ISDDiagnostics(alpha, beta, per_view_norm(g_isd), per_view_norm(g_mv))
+        return finish(grad, t, 1, len(groups) * b, diag)

@@ -1,0 +1,69 @@
+"""NFSD, Noise-Free Score Distillation (Katzir et al. 2024).
+
+    g = w(t) · (δ_D + s · δ_cls(z_t; y)),  s = 7.5                                     (METHODS.md)
+    δ_D = ε̂(z_t; ∅)                   for t < 200
+    δ_D = ε̂(z_t; ∅) − ε̂(z_t; y_neg)   otherwise
+
+Rows [y, ∅, y_neg] in one call (y_neg evaluated for every view; it is unused where t < 200).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from distill3d.guidance.base import (
+    GuidanceInput,
+    GuidanceMethod,
+    GuidanceOutput,
+    TimestepSchedule,
+    UniformTimesteps,
+    Weighting,
+    add_noise,
+    alpha_bar,
+    finish,
+    predict_rows,
+    sample_t_and_noise,
+    stack_rows,
+    view_prompts,
+    weighting,
+)
+from distill3d.priors.base import Condition, Prior
+
+NEGATIVE_PROMPT = ("unrealistic, blurry, low quality, out of focus, ugly, low contrast, dull, dark, "
+                   "low-resolution, gloomy")
+
+
+@dataclass(frozen=True)
+class NFSDConfig:
+    guidance_scale: float = 7.5
+    negative_prompt: str = NEGATIVE_PROMPT
+    small_t: int = 200  # below it δ_D is ε̂(∅) alone
+    view_dependent: bool = True
+    timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)
+    weighting: Weighting = "sds"
+
+
+class NFSD(GuidanceMethod):
+    prior_calls_per_step = 1
+
+    def __init__(self, config: NFSDConfig | None = None) -> None:
+        self.config = config or NFSDConfig()
+
+    def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
+        c = self.config
+        z = inp.latents.detach()
+        b = z.shape[0]
+        t, eps = sample_t_and_noise(prior, c.timesteps, inp, generator)
+        abar = alpha_bar(prior, t)
+        z_t = add_noise(z, eps, abar)
+        texts = view_prompts(inp.prompt, inp.cameras, c.view_dependent)
+        groups = [(z_t, t, [Condition(y) for y in texts]), (z_t, t, [Condition("")] * b),
+                  (z_t, t, [Condition(c.negative_prompt)] * b)]
+        with torch.no_grad():
+            eps_y, eps_null, eps_neg = predict_rows(prior, stack_rows(groups), 3)
+        small = (t < c.small_t)[:, None, None, None]
+        delta_d = torch.where(small, eps_null, eps_null - eps_neg)  # δ_D
+        grad = weighting(c.weighting, abar)[:, None, None, None] * (delta_d + c.guidance_scale * (eps_y - eps_null))
+        return finish(grad, t, 1, 3 * b)

@@ -1,0 +1,133 @@
+"""UDS: Unified Distillation Sampling (papers/uds.md), generation and editing.
+
+Classifier term δ_cls(z_t; y) = ε̂(z_t; y) − ε̂(z_t; ∅) (Eq. 5). The reconstruction term is a difference of
+Tweedie clean-latent estimates from UNCONDITIONAL predictions (Eq. 10 with ε̂(·; ∅), Sec. 4.3).
+
+Generation (Eq. 16-18, Alg. 1 lines 13-19): one ε, z_t and z_{t−c} noised from the same z,
+    g = w(t)·[(x̂0(z_t, ε̂(z_t; ∅)) − x̂0(z_{t−c}, ε̂(z_{t−c}; ∅))) + s·δ_cls(z_t; y)]                   (Eq. 16)
+    g = w(t)·[(x̂0^t − x̂0^{t−c}) + s·(δ_cls(z_t; y) − δ_cls(z_t; y_neg))]          (Eq. 17, with y_neg)
+with s = 7.5 and interval c (ISM-like, 80-100). The order x̂0^t − x̂0^{t−c} is the paper's (Eq. 16, Alg. 1
+line 17). Note what it implies: x̂0^t − x̂0^{t−c} = η_t(ε − ε̂_t) − η_{t−c}(ε − ε̂_{t−c}) with
+η = √((1−ᾱ)/ᾱ), whose leading part has the opposite sign of SDS's reconstruction term ε̂(∅) − ε.
+t − c is clamped at 0. x̂0 is the one-step Tweedie estimate (the paper's DDIM variant, Eq. 15, is not
+implemented). All rows [z_t: y, ∅, (y_neg)] + [z_{t−c}: ∅] go in one call.
+
+Editing (Eq. 14, Alg. 1 lines 4-10): the source render z_src of the original asset and the current render
+z_tgt from the same camera, same ε and t:
+    g = w(t)·[(x̂0^tgt − x̂0^src) + s·(δ_cls(z_t^tgt; y_tgt) − δ_cls(z_t^src; y_src))]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from distill3d.guidance.base import (
+    Diagnostics,
+    GuidanceInput,
+    GuidanceMethod,
+    GuidanceOutput,
+    TimestepSchedule,
+    UniformTimesteps,
+    Weighting,
+    add_noise,
+    alpha_bar,
+    finish,
+    per_view_norm,
+    predict_rows,
+    predict_x0,
+    sample_t_and_noise,
+    stack_rows,
+    view_prompts,
+    weighting,
+)
+from distill3d.priors.base import Condition, Prior
+
+
+@dataclass(frozen=True)
+class UDSConfig:
+    guidance_scale: float = 7.5  # s
+    interval: int = 80  # c, in timesteps
+    negative_prompt: str | None = None  # y_neg of Eq. 17; None: Eq. 16
+    view_dependent: bool = True
+    timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)
+    weighting: Weighting = "sds"
+
+
+@dataclass
+class UDSDiagnostics(Diagnostics):
+    recon_norm: Tensor  # [B] ‖Δx̂0‖, the reconstruction term
+    cls_norm: Tensor  # [B] ‖s·Δδ_cls‖, the classifier term
+
+
+class UDS(GuidanceMethod):
+    """UDS for text-to-3D generation (Eq. 16/17)."""
+
+    prior_calls_per_step = 1
+
+    def __init__(self, config: UDSConfig | None = None) -> None:
+        self.config = config or UDSConfig()
+
+    def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
+        c = self.config
+        z = inp.latents.detach()  # [B, C, h, w]
+        b = z.shape[0]
+        t, eps = sample_t_and_noise(prior, c.timesteps, inp, generator)  # Alg. 1 line 3
+        t_prev = (t - c.interval).clamp(min=0)
+        abar, abar_prev = alpha_bar(prior, t), alpha_bar(prior, t_prev)
+        z_t = add_noise(z, eps, abar)  # line 13
+        z_prev = add_noise(z, eps, abar_prev)  # line 15, the same ε
+        texts = view_prompts(inp.prompt, inp.cameras, c.view_dependent)
+        groups = [(z_t, t, [Condition(y) for y in texts]),  # ε̂(z_t; y)
+                  (z_t, t, [Condition("")] * b),  # ε̂(z_t; ∅)
+                  (z_prev, t_prev, [Condition("")] * b)]  # ε̂(z_{t−c}; ∅)
+        if c.negative_prompt is not None:
+            groups.append((z_t, t, [Condition(c.negative_prompt)] * b))  # ε̂(z_t; y_neg)
+        with torch.no_grad():
+            preds = predict_rows(prior, stack_rows(groups), len(groups))
+        eps_y, eps_null, eps_prev_null = preds[0], preds[1], preds[2]
+        recon = predict_x0(z_t, eps_null, abar) - predict_x0(z_prev, eps_prev_null, abar_prev)  # Δx̂0, Eq. 16
+        delta_cls = eps_y - eps_null  # δ_cls(z_t; y), Eq. 5
+        if c.negative_prompt is not None:
+            delta_cls = delta_cls - (preds[3] - eps_null)  # − δ_cls(z_t; y_neg), Eq. 17
+        cls_term = c.guidance_scale * delta_cls
+        grad = weighting(c.weighting, abar)[:, None, None, None] * (recon + cls_term)  # Eq. 18-19
+        return finish(grad, t, 1, len(groups) * b, UDSDiagnostics(per_view_norm(recon), per_view_norm(cls_term)))
+
+
+@dataclass(frozen=True)
+class UDSEditConfig:
+    source_prompt: str  # y_src, describing the original asset
+    guidance_scale: float = 7.5
+    timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)
+    weighting: Weighting = "sds"
+
+
+class UDSEdit(GuidanceMethod):
+    """UDS for 3D editing (Eq. 14): needs ``inp.source_latents`` (original asset, same cameras);
+    ``inp.prompt`` is the target prompt y_tgt."""
+
+    prior_calls_per_step = 1
+
+    def __init__(self, config: UDSEditConfig) -> None:
+        self.config = config
+
+    def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
+        if inp.source_latents is None:
+            raise ValueError("UDS editing needs GuidanceInput.source_latents (renders of the original asset)")
+        c = self.config
+        z_tgt, z_src = inp.latents.detach(), inp.source_latents.detach()  # [B, C, h, w] each
+        b = z_tgt.shape[0]
+        t, eps = sample_t_and_noise(prior, c.timesteps, inp, generator)
+        abar = alpha_bar(prior, t)
+        zt_tgt, zt_src = add_noise(z_tgt, eps, abar), add_noise(z_src, eps, abar)  # same ε and t
+        groups = [(zt_tgt, t, [Condition(inp.prompt)] * b), (zt_tgt, t, [Condition("")] * b),
+                  (zt_src, t, [Condition(c.source_prompt)] * b), (zt_src, t, [Condition("")] * b)]
+        with torch.no_grad():
+            e_tgt, e_tgt_null, e_src, e_src_null = predict_rows(prior, stack_rows(groups), 4)
+        recon = predict_x0(zt_tgt, e_tgt_null, abar) - predict_x0(zt_src, e_src_null, abar)  # x̂0^tgt − x̂0^src
+        cls_term = c.guidance_scale * ((e_tgt - e_tgt_null) - (e_src - e_src_null))  # s(δ^tgt − δ^src)
+        grad = weighting(c.weighting, abar)[:, None, None, None] * (recon + cls_term)  # Eq. 14
+        return finish(grad, t, 1, 4 * b, UDSDiagnostics(per_view_norm(recon), per_view_norm(cls_term)))

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import torch
+
+from distill3d.guidance.base import AnnealedTimesteps
+from distill3d.guidance.uds import UDS, UDSConfig, UDSEdit, UDSEditConfig
+from distill3d.priors.base import Condition
+
+from .contract import PROMPT, GuidanceContract, make_input
+from .helpers import VIEW_NAMES, abar, noised, one, replay, x0
+from .tiny_prior import TinyPrior
+
+
+class TestUDSContract(GuidanceContract):
+    def make_method(self):
+        return UDS()
+
+
+class TestUDSNegativeContract(GuidanceContract):
+    def make_method(self):
+        return UDS(UDSConfig(negative_prompt="blurry"))
+
+
+class TestUDSEditContract(GuidanceContract):
+    with_source = True
+
+    def make_method(self):
+        return UDSEdit(UDSEditConfig(source_prompt="a blue cube"))
+
+
+def _check_generation(negative: str | None, seed: int) -> None:
+    prior = TinyPrior()
+    inp = make_input(prior)
+    cfg = UDSConfig(negative_prompt=negative, interval=90)
+    out = UDS(cfg)(prior, inp, torch.Generator().manual_seed(seed))
+    t, eps = replay(prior, cfg.timesteps, inp, seed)
+    assert torch.equal(out.t, t)
+    for i in range(3):
+        ti = int(t[i])
+        tp = max(ti - 90, 0)
+        a, ap = abar(prior, ti), abar(prior, tp)
+        z = inp.latents[i].detach()
+        z_t, z_p = noised(z, eps[i], a), noised(z, eps[i], ap)  # one ε for both
+        x0_t = x0(z_t, one(prior, z_t, ti, Condition("")), a)
+        x0_p = x0(z_p, one(prior, z_p, tp, Condition("")), ap)
+        e_y = one(prior, z_t, ti, Condition(f"{PROMPT}, {VIEW_NAMES[i]} view"))
+        e_0 = one(prior, z_t, ti, Condition(""))
+        cls = e_y - e_0  # δ_cls(z_t; y)
+        if negative is not None:
+            cls = cls - (one(prior, z_t, ti, Condition(negative)) - e_0)  # Eq. 17
+        expected = (1 - a) * ((x0_t - x0_p) + 7.5 * cls)  # Eq. 16: x̂0^t − x̂0^{t−c}
+        torch.testing.assert_close(out.grad[i], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_uds_generation_is_eq16():
+    _check_generation(None, 3)
+
+
+def test_uds_generation_with_negative_prompt_is_eq17():
+    _check_generation("blurry", 4)
+
+
+def test_uds_clamps_t_minus_c_at_zero():
+    prior = TinyPrior()
+    inp = make_input(prior)
+    cfg = UDSConfig(interval=90, timesteps=AnnealedTimesteps(0.05, 0.05))  # t = 50 < c
+    out = UDS(cfg)(prior, inp, torch.Generator())
+    assert (out.t == 50).all() and torch.isfinite(out.grad).all()
+
+
+def test_uds_edit_is_eq14():
+    prior = TinyPrior()
+    inp = make_input(prior, with_source=True)
+    cfg = UDSEditConfig(source_prompt="a blue cube")
+    out = UDSEdit(cfg)(prior, inp, torch.Generator().manual_seed(5))
+    t, eps = replay(prior, cfg.timesteps, inp, 5)
+    for i in range(3):
+        ti, a = int(t[i]), abar(prior, int(t[i]))
+        zt_tgt = noised(inp.latents[i].detach(), eps[i], a)
+        zt_src = noised(inp.source_latents[i], eps[i], a)  # same ε, same t
+        e_tgt0, e_src0 = one(prior, zt_tgt, ti, Condition("")), one(prior, zt_src, ti, Condition(""))
+        d_tgt = one(prior, zt_tgt, ti, Condition(PROMPT)) - e_tgt0
+        d_src = one(prior, zt_src, ti, Condition("a blue cube")) - e_src0
+        expected = (1 - a) * ((x0(zt_tgt, e_tgt0, a) - x0(zt_src, e_src0, a)) + 7.5 * (d_tgt - d_src))
+        torch.testing.assert_close(out.grad[i], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_uds_edit_of_an_unchanged_asset_with_the_same_prompt_is_zero():
+    prior = TinyPrior()
+    inp = make_input(prior)
+    inp.source_latents = inp.latents.detach().clone()
+    out = UDSEdit(UDSEditConfig(source_prompt=PROMPT))(prior, inp, torch.Generator())
+    assert out.grad.abs().max() == 0

@@ -1,0 +1,113 @@
+"""A tiny analytic prior implementing ``distill3d.priors.base.Prior`` for guidance tests.
+
+    ε̂(z_t; t, text, I, λ, π) = tanh(A z_t + e(text) + (t/T)·τ + K·cam(π) + λ·Adapter(pool(I)))
+
+A mixes channels per pixel, e(text) is a fixed embedding seeded by the SHA-256 of the text (so ∅ = "" has
+its own), cam(π) = (cos az, sin az, el/90), pool(I) average-pools the image to the latent grid and
+Adapter is a real ``nn.Linear(3, C)`` applied per pixel (the layer AnchorDS' fine-tune trains).
+Deterministic, row-independent, and counts its calls and rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from distill3d.priors.base import Condition, alphas_cumprod_scaled_linear
+
+
+class TinyPrior:
+    num_timesteps = 1000
+    image_size = 16
+
+    def __init__(self, channels: int = 4, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        c = channels
+        self.channels = c
+        self.mix = torch.randn(c, c, generator=g) * (0.6 / math.sqrt(c))  # A
+        self.enc = torch.randn(c, 3, generator=g) * 0.7
+        self.dec = torch.randn(3, c, generator=g) * 0.7
+        self.time_vec = torch.randn(c, generator=g) * 0.5  # τ
+        self.cam_mat = torch.randn(c, 3, generator=g) * 0.3  # K
+        self.adapter = nn.Linear(3, c)
+        with torch.no_grad():
+            self.adapter.weight.copy_(torch.randn(c, 3, generator=g) * 0.5)
+            self.adapter.bias.copy_(torch.randn(c, generator=g) * 0.1)
+        self.adapter.requires_grad_(False)  # a frozen prior; fine-tuning switches it on
+        self._abar = alphas_cumprod_scaled_linear(self.num_timesteps)
+        self.calls = 0
+        self.rows = 0
+
+    @property
+    def alphas_cumprod(self) -> Tensor:
+        return self._abar
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def encode(self, images: Tensor) -> Tensor:
+        x = F.avg_pool2d(images * 2.0 - 1.0, 2)  # [B, 3, 8, 8]
+        return torch.einsum("cd,bdhw->bchw", self.enc, x)
+
+    def decode(self, latents: Tensor) -> Tensor:
+        x = torch.sigmoid(torch.einsum("dc,bchw->bdhw", self.dec, latents))
+        return F.interpolate(x, scale_factor=2, mode="nearest")  # [B, 3, 16, 16]
+
+    def text_embedding(self, text: str) -> Tensor:
+        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+        return torch.randn(self.channels, generator=torch.Generator().manual_seed(seed)) * 0.5  # [C]
+
+    def _condition_term(self, cond: Condition, h: int, w: int) -> Tensor:
+        term = self.text_embedding(cond.text)[:, None, None].expand(-1, h, w)
+        if cond.camera is not None:
+            az, el = (math.radians(v) for v in cond.camera)
+            term = term + (self.cam_mat @ torch.tensor([math.cos(az), math.sin(az), el / (math.pi / 2)]))[:, None, None]
+        if cond.image is not None and cond.image_scale != 0.0:
+            feat = F.adaptive_avg_pool2d(cond.image[None], (h, w))[0]  # [3, h, w]
+            term = term + cond.image_scale * self.adapter(feat.permute(1, 2, 0)).permute(2, 0, 1)
+        return term  # [C, h, w]
+
+    def predict_noise(self, z_t: Tensor, t: Tensor, conditions: Sequence[Condition]) -> Tensor:
+        n, _, h, w = z_t.shape
+        assert t.shape == (n,) and len(conditions) == n, "one timestep and one condition per row"
+        self.calls += 1
+        self.rows += n
+        cond = torch.stack([self._condition_term(c, h, w) for c in conditions])  # [N, C, h, w]
+        time = (t.float() / self.num_timesteps)[:, None, None, None] * self.time_vec[None, :, None, None]
+        return torch.tanh(torch.einsum("cd,bdhw->bchw", self.mix, z_t) + cond + time)
+
+    def adapter_layer(self, name: str | None = None) -> nn.Module:
+        if name not in (None, "adapter"):
+            raise KeyError(f"unknown adapter layer {name!r}; valid: 'adapter'")
+        return self.adapter
+
+
+class RowwisePrior:
+    """The same prior, evaluated one row at a time (the slow twin of a batched call)."""
+
+    def __init__(self, prior: TinyPrior) -> None:
+        self.inner = prior
+        self.num_timesteps = prior.num_timesteps
+        self.image_size = prior.image_size
+
+    alphas_cumprod = property(lambda self: self.inner.alphas_cumprod)
+    device = property(lambda self: self.inner.device)
+
+    def encode(self, images: Tensor) -> Tensor:
+        return self.inner.encode(images)
+
+    def decode(self, latents: Tensor) -> Tensor:
+        return self.inner.decode(latents)
+
+    def adapter_layer(self, name: str | None = None) -> nn.Module:
+        return self.inner.adapter_layer(name)
+
+    def predict_noise(self, z_t: Tensor, t: Tensor, conditions: Sequence[Condition]) -> Tensor:
+        return torch.cat([self.inner.predict_noise(z_t[i : i + 1], t[i : i + 1], [conditions[i]])
+                          for i in range(z_t.shape[0])])
