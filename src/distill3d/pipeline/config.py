@@ -49,6 +49,9 @@ class RunConfig:
     preview_every: int = 100  # steps between preview grids (0: none)
     seed: int = 0
     threads: int = 0  # torch CPU threads (0: leave as is)
+    export_size: int = 128  # pixels of views.png tiles and turntable frames
+    turntable_frames: int = 36
+    mesh_resolution: int = 64  # marching-cubes grid side
 
 
 #: Default run settings per CLI method name: what differs from RunConfig, and method config overrides.

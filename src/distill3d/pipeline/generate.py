@@ -26,6 +26,7 @@ from distill3d.export.images import image_grid, save_png, to_uint8
 from distill3d.export.mesh import extract_mesh
 from distill3d.export.obj import write_obj
 from distill3d.export.ply import save_gaussians_ply
+from distill3d.export.radiance import save_radiance_field
 from distill3d.export.views import render_views, save_turntable
 from distill3d.guidance import METHODS
 from distill3d.pipeline.config import RunConfig
@@ -70,13 +71,7 @@ def export_run(rep: nn.Module, out_dir: Path, mesh_resolution: int = 64, view_si
     if isinstance(rep, GaussianModel):
         files["gaussians"] = save_gaussians_ply(rep, out_dir / "gaussians.ply").name
     else:
-        from safetensors.torch import save_file
-
-        from distill3d.core.io import atomic_path
-
-        with atomic_path(out_dir / "radiance.safetensors") as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in rep.state_dict().items()}, str(tmp))
-        files["radiance"] = "radiance.safetensors"
+        files["radiance"] = save_radiance_field(rep, out_dir / "radiance.safetensors").name
     mesh = extract_mesh(rep, resolution=mesh_resolution)
     files["glb"] = write_glb(mesh, out_dir / "mesh.glb").name
     files["obj"] = write_obj(mesh, out_dir / "mesh.obj").name
@@ -124,7 +119,7 @@ def generate(prompt: str, cfg: RunConfig, method_overrides: dict[str, str], out_
     if bar is not None:
         bar.close()
     export_start = time.perf_counter()
-    files = export_run(rep, out_dir)
+    files = export_run(rep, out_dir, cfg.mesh_resolution, cfg.export_size, cfg.turntable_frames)
     judge = None
     if prior_spec.kind == "toy":
         from distill3d.pipeline.evaluate import judge_representation

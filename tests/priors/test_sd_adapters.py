@@ -1,0 +1,204 @@
+"""IP-Adapter(-Plus) with per-row λ_ip, ControlNet maps, and the trainable adapter layer, on tiny models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers", reason="the Stable Diffusion prior needs the 'sd' extra")
+
+from sd_tiny import IP_WEIGHT, IP_WEIGHT_PLAIN, tiny_dirs
+
+from distill3d.priors.base import Condition
+from distill3d.priors.sd import StableDiffusionConfig, StableDiffusionPrior, clip_preprocess
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core machine: two threads thrash (20 s instead of 0.2 s per test)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    return tiny_dirs(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def plain(dirs):
+    return StableDiffusionPrior(StableDiffusionConfig(model=str(dirs.sd)))
+
+
+@pytest.fixture(scope="module")
+def ip(dirs):
+    return StableDiffusionPrior(StableDiffusionConfig(model=str(dirs.sd), ip_adapter=str(dirs.ip_adapter),
+                                                      ip_adapter_weight=IP_WEIGHT))
+
+
+@pytest.fixture(scope="module")
+def cn(dirs):
+    return StableDiffusionPrior(StableDiffusionConfig(model=str(dirs.sd), controlnet=str(dirs.controlnet)))
+
+
+@pytest.fixture(scope="module")
+def ref_ip_pipe(dirs):
+    """diffusers' own IP-Adapter path: stock processors, per-layer scale."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(dirs.sd, local_files_only=True, safety_checker=None,
+                                                   requires_safety_checker=False)
+    pipe.load_ip_adapter(str(dirs.ip_adapter), subfolder="models", weight_name=IP_WEIGHT, local_files_only=True)
+    return pipe
+
+
+def _latents(n, seed=0):
+    return torch.randn(n, 4, 16, 16, generator=torch.Generator().manual_seed(seed))
+
+
+def _image(seed, size=32):
+    return torch.rand(3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def _ref_ip(pipe, prior, z, t, texts, images, scale):
+    """The stock UNet call with IP image embeds computed as diffusers' pipeline does (from our pixels)."""
+    pipe.set_ip_adapter_scale(scale)
+    with torch.no_grad():
+        pixels = clip_preprocess(images, pipe.image_encoder.config.image_size)  # [B, 3, 32, 32]
+        feats = pipe.image_encoder(pixels, output_hidden_states=True).hidden_states[-2]
+        return pipe.unet(z, t, encoder_hidden_states=prior.text_embeddings(texts),
+                         added_cond_kwargs={"image_embeds": [feats[:, None]]}).sample
+
+
+def test_ip_branch_equals_diffusers_ip_adapter(ip, ref_ip_pipe):
+    texts, images = ["a red cube", ""], torch.stack([_image(1), _image(2)])
+    z, t = _latents(2), torch.tensor([200, 700])
+    got = ip.predict_noise(z, t, [Condition(s, im, 0.7) for s, im in zip(texts, images)])
+    torch.testing.assert_close(got, _ref_ip(ref_ip_pipe, ip, z, t, texts, images, 0.7), rtol=1e-5, atol=1e-5)
+
+
+def test_plain_ip_adapter_equals_diffusers(dirs, ip):
+    """Plain IP-Adapter (CLIP image embedding -> 4 tokens) through the same per-row processors."""
+    from diffusers import StableDiffusionPipeline
+
+    plain_ip = StableDiffusionPrior(StableDiffusionConfig(
+        model=str(dirs.sd), ip_adapter=str(dirs.ip_adapter), ip_adapter_weight=IP_WEIGHT_PLAIN))
+    pipe = StableDiffusionPipeline.from_pretrained(dirs.sd, local_files_only=True, safety_checker=None,
+                                                   requires_safety_checker=False)
+    pipe.load_ip_adapter(str(dirs.ip_adapter), subfolder="models", weight_name=IP_WEIGHT_PLAIN,
+                         local_files_only=True)
+    pipe.set_ip_adapter_scale(0.6)
+    images, z, t = torch.stack([_image(20), _image(21)]), _latents(2, seed=22), torch.tensor([250, 750])
+    got = plain_ip.predict_noise(z, t, [Condition("a red cube", im, 0.6) for im in images])
+    with torch.no_grad():
+        emb = pipe.image_encoder(clip_preprocess(images, 32)).image_embeds  # [2, 32]
+        want = pipe.unet(z, t, encoder_hidden_states=plain_ip.text_embeddings(["a red cube"] * 2),
+                         added_cond_kwargs={"image_embeds": [emb[:, None]]}).sample
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    plus = ip.predict_noise(z, t, [Condition("a red cube", im, 0.6) for im in images])
+    assert (got - plus).abs().max() > 1e-3  # a different adapter really was loaded
+
+
+def test_ip_branch_changes_prediction_and_zero_scale_removes_it_exactly(ip, plain):
+    z, t, im = _latents(2, seed=3), torch.tensor([500, 500]), _image(4)
+    none = plain.predict_noise(z, t, [Condition("a red cube")] * 2)
+    with_image = ip.predict_noise(z, t, [Condition("a red cube", im, 0.5)] * 2)
+    zero_scale = ip.predict_noise(z, t, [Condition("a red cube", im, 0.0)] * 2)
+    no_image = ip.predict_noise(z, t, [Condition("a red cube")] * 2)
+    assert (with_image - none).abs().max() > 1e-2
+    assert torch.equal(zero_scale, none) and torch.equal(no_image, none)
+
+
+def test_zero_image_embeddings_are_not_no_image(ip, plain, ref_ip_pipe):
+    """Why λ_ip is per row: diffusers' null image (zero embeddings / a blank image) at scale 1 still
+    moves the prediction, so it cannot stand in for "no image" in a mixed batch."""
+    z, t = _latents(1, seed=5), torch.tensor([500])
+    ref_ip_pipe.set_ip_adapter_scale(1.0)
+    with torch.no_grad():
+        zeros = torch.zeros(1, 1, 65, 32)  # [B, images, CLIP tokens, width] of the tiny encoder
+        null = ref_ip_pipe.unet(z, t, encoder_hidden_states=ip.text_embeddings(["a red cube"]),
+                                added_cond_kwargs={"image_embeds": [zeros]}).sample
+    assert (null - plain.predict_noise(z, t, [Condition("a red cube")])).abs().max() > 1e-3
+
+
+def test_mixed_ip_batch_equals_row_by_row(ip):
+    conds = [Condition("a red cube"), Condition("", _image(6), 0.5), Condition("a red cube", _image(7), 1.0),
+             Condition("", None, 0.5), Condition("a yellow sphere", _image(8), 0.25)]
+    z, t = _latents(5, seed=9), torch.tensor([20, 300, 300, 600, 980])
+    batched = ip.predict_noise(z, t, conds)
+    rows = torch.cat([ip.predict_noise(z[i:i + 1], t[i:i + 1], [c]) for i, c in enumerate(conds)])
+    torch.testing.assert_close(batched, rows, rtol=1e-5, atol=1e-5)
+
+
+def test_clip_preprocess_matches_clip_image_processor():
+    """The IP image path: bicubic resize to the encoder's size, centre crop, OpenAI CLIP mean/std."""
+    from PIL import Image
+    from transformers import CLIPImageProcessor
+
+    # a smooth image, so PIL's uint8 bicubic and torch's float bicubic agree up to rounding
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 48), torch.linspace(0, 1, 64), indexing="ij")
+    img = torch.stack([xx, yy, 0.5 + 0.4 * torch.sin(6 * xx) * torch.cos(4 * yy)])  # [3, 48, 64]
+    pil = Image.fromarray((img.permute(1, 2, 0) * 255).round().byte().numpy())
+    want = CLIPImageProcessor(size=32, crop_size=32)(pil, return_tensors="pt").pixel_values
+    got = clip_preprocess(img[None], 32)
+    assert got.shape == want.shape == (1, 3, 32, 32)
+    assert (got - want).abs().max() < 0.03  # 2 uint8 levels / CLIP's std; a wrong size or crop gives ~0.1
+
+
+def test_adapter_layer_is_the_last_up_block_and_trains_through_image_rows(ip):
+    layer = ip.adapter_layer()
+    assert [p for p in ip.ip_layers if p.startswith("up_blocks.1.")]
+    assert {id(m) for m in layer} == {id(m) for k, m in ip.ip_layers.items() if k.startswith("up_blocks.1.")}
+    assert sum(p.numel() for p in layer.parameters()) == 2 * 2 * 32 * 32  # 2 layers x (K, V), 32 -> 32
+    with pytest.raises(KeyError, match="valid names: \\['down_blocks.0', 'mid_block', 'up_blocks.1'\\]"):
+        ip.adapter_layer("up_blocks.9")
+    layer.requires_grad_(True)
+    try:
+        z, t = _latents(2, seed=10), torch.tensor([400, 400])
+        ip.predict_noise(z, t, [Condition("a red cube"), Condition("", _image(11), 0.5)]).square().sum().backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.parameters())
+        assert all(p.grad is None for n, p in ip.named_parameters() if not p.requires_grad)
+        assert not ip.predict_noise(z[:1], t[:1], [Condition("a red cube")]).requires_grad  # text row: no path
+    finally:
+        layer.requires_grad_(False)
+        for p in layer.parameters():
+            p.grad = None
+
+
+def test_controlnet_map_changes_prediction_and_matches_diffusers(cn, plain):
+    normal = _image(12)
+    z, t = _latents(3, seed=13), torch.tensor([100, 500, 900])
+    conds = [Condition("a red cube"), Condition("a red cube", normal, 0.8), Condition("", normal, 0.0)]
+    got = cn.predict_noise(z, t, conds)
+    none = plain.predict_noise(z, t, [Condition("a red cube"), Condition("a red cube"), Condition("")])
+    assert torch.equal(got[0], none[0]) and torch.equal(got[2], none[2])  # no map / scale 0: exactly none
+    assert (got[1] - none[1]).abs().max() > 1e-2
+    with torch.no_grad():
+        text = cn.text_embeddings(["a red cube"])
+        down, mid = cn.controlnet(z[1:2], t[1:2], encoder_hidden_states=text, controlnet_cond=normal[None],
+                                  conditioning_scale=0.8, return_dict=False)
+        want = cn.unet(z[1:2], t[1:2], encoder_hidden_states=text, down_block_additional_residuals=down,
+                       mid_block_additional_residual=mid).sample
+    torch.testing.assert_close(got[1:2], want, rtol=1e-5, atol=1e-5)
+    rows = torch.cat([cn.predict_noise(z[i:i + 1], t[i:i + 1], [c]) for i, c in enumerate(conds)])
+    torch.testing.assert_close(got, rows, rtol=1e-5, atol=1e-5)
+
+
+def test_depth_map_with_one_channel_is_repeated(dirs):
+    depth = StableDiffusionPrior(StableDiffusionConfig(model=str(dirs.sd), controlnet=str(dirs.controlnet),
+                                                       controlnet_kind="depth"))
+    d = _image(14)[:1]
+    z, t = _latents(1, seed=15), torch.tensor([300])
+    one = depth.predict_noise(z, t, [Condition("a red cube", d, 1.0)])
+    three = depth.predict_noise(z, t, [Condition("a red cube", d.expand(3, -1, -1), 1.0)])
+    assert torch.equal(one, three)
+
+
+def test_ip_adapter_and_controlnet_together_are_refused(dirs):
+    from distill3d.core.errors import UserError
+
+    with pytest.raises(UserError, match="choose one"):
+        StableDiffusionPrior(StableDiffusionConfig(model=str(dirs.sd), ip_adapter=str(dirs.ip_adapter),
+                                                   controlnet=str(dirs.controlnet)))
