@@ -17,6 +17,7 @@ _COMMANDS: dict[str, str] = {
     "export": "distill3d.cli.scene:export",
     "generate": "distill3d.cli.generate:generate",
     "methods": "distill3d.cli.generate:methods",
+    "bench": "distill3d.cli.bench:bench",
 }
 
 

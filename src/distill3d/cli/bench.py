@@ -1,0 +1,72 @@
+"""``distill3d bench step-cost | quality``: benchmark commands that write result files."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+from distill3d.cli.lazy import LazyGroup
+
+
+def _split(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+@click.group(cls=LazyGroup, lazy_commands={"step-cost": "distill3d.cli.bench:step_cost",
+                                           "quality": "distill3d.cli.bench:quality"})
+def bench() -> None:
+    """Benchmarks of the guidance methods (results go to files)."""
+
+
+@click.command("step-cost")
+@click.option("--methods", default="sds,anchords,anchords-filter,anchords-finetune,isd,uds", show_default=True)
+@click.option("--steps", default=10, show_default=True, type=click.IntRange(1))
+@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1))
+@click.option("--views", default=4, show_default=True, type=click.IntRange(1))
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--out", default="benchmarks/results/step_cost.json", show_default=True, type=click.Path())
+def step_cost(methods: str, steps: int, rounds: int, views: int, threads: int, out: str) -> None:
+    """Per-step time of each method relative to SDS, measured in one interleaved run."""
+    from pathlib import Path
+
+    from distill3d.core.errors import UserError
+    from distill3d.guidance import METHODS
+    from distill3d.pipeline.bench import step_cost as run, write_step_cost
+
+    names = _split(methods)
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    costs = run(names, steps=steps, rounds=rounds, views=views, threads=threads)
+    write_step_cost(costs, Path(out), "distill3d " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    for c in costs:
+        click.echo(f"{c.method:18s} {c.seconds_per_step:.3f} s/step  x{c.ratio_to_sds:.2f} of SDS")
+    click.echo(f"wrote {out}")
+
+
+@click.command()
+@click.option("--methods", default="sds,anchords,anchords-filter,anchords-finetune,isd,uds", show_default=True)
+@click.option("--prompts", default=None, help="Semicolon-separated toy captions (default: 12 covering every kind).")
+@click.option("--seeds", default="0,1", show_default=True)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Preset overrides for every run.")
+@click.option("--out", "out_dir", default="benchmarks/results/quality", show_default=True,
+              type=click.Path(file_okay=False))
+def quality(methods: str, prompts: str | None, seeds: str, overrides: tuple[str, ...], out_dir: str) -> None:
+    """Judged accuracy of generated assets per method and caption kind (resumable sweep)."""
+    from pathlib import Path
+
+    from distill3d.core.errors import UserError
+    from distill3d.pipeline.bench import DEFAULT_PROMPTS, quality as run
+    from distill3d.pipeline.config import parse_overrides
+
+    try:
+        seed_list = [int(s) for s in _split(seeds)]
+    except ValueError:
+        raise UserError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+    prompt_list = [p.strip() for p in prompts.split(";")] if prompts else list(DEFAULT_PROMPTS)
+    result = run(_split(methods), prompt_list, seed_list, Path(out_dir), parse_overrides(list(overrides)))
+    for m, s in result["summary"].items():
+        click.echo(f"{m:18s} {s['match_rate']:.0%} of views match; by kind {s['by_kind']}")
+    click.echo(f"wrote {out_dir}/results.json and results.md")

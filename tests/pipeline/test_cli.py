@@ -1,0 +1,37 @@
+from distill3d.cli.main import main
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+def test_generate_caption_outside_toy_grammar(tmp_path, capsys):
+    assert main(["generate", "a photo of a dragon", "--out", str(tmp_path / "r")]) == 2
+    assert "grammar" in _one_line_error(capsys)
+
+
+def test_generate_unknown_method_and_bad_set(tmp_path, capsys):
+    assert main(["generate", "a red cube", "--method", "magic", "--out", str(tmp_path / "r")]) == 2
+    assert "unknown method" in _one_line_error(capsys)
+    assert main(["generate", "a red cube", "--set", "steps=lots", "--out", str(tmp_path / "r")]) == 2
+    assert "expected int" in _one_line_error(capsys)
+
+
+def test_generate_with_missing_stable_diffusion_weights_says_what_to_do(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    rc = main(["generate", "a photo of a dragon", "--prior", "sd", "--model", str(tmp_path / "no_such_model"),
+               "--out", str(tmp_path / "r")])
+    assert rc == 1  # missing files are not bad arguments (exit 2) but still a clear, one-line failure
+    err = _one_line_error(capsys)
+    assert "no_such_model" in err and "--model" in err
+    assert not (tmp_path / "r" / "run.json").exists()
+
+
+def test_methods_lists_every_generation_method(capsys):
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    for name in ("sds", "anchords", "anchords-filter", "anchords-finetune", "isd", "uds"):
+        assert f"\n{name}: " in "\n" + out
