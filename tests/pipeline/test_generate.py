@@ -114,3 +114,20 @@ def test_toy_prior_rejects_captions_outside_the_grammar(tmp_path, tiny_prior):
     with pytest.raises(UserError, match="grammar"):
         generate("a photo of a dragon", cfg, rest, tmp_path / "x", prior=tiny_prior, progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_radiance_field_run_and_resume(tmp_path, tiny_prior):
+    result = _run("anchords", tmp_path / "rf", tiny_prior, representation="radiance", grid_resolution="12")
+    assert (result.out_dir / "radiance.safetensors").is_file() and not (result.out_dir / "gaussians.ply").exists()
+    raw = {**FAST, "steps": "4", "checkpoint_every": "2", "representation": "radiance", "grid_resolution": "12"}
+    cfg, rest = resolve_run_config("sds", raw)
+    straight, _ = optimise(PROMPT, cfg, build_method(cfg, rest), make_tiny_prior(), tmp_path / "a")
+
+    def crash(step, log):
+        if step == 3:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        optimise(PROMPT, cfg, build_method(cfg, rest), make_tiny_prior(), tmp_path / "b", on_step=crash)
+    resumed, _ = optimise(PROMPT, cfg, build_method(cfg, rest), make_tiny_prior(), tmp_path / "b", resume=True)
+    assert torch.equal(straight.density, resumed.density) and torch.equal(straight.features, resumed.features)

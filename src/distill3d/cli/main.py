@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -29,6 +30,9 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; a ``UserError`` becomes one line on stderr and its exit code, never a traceback."""
+    # Idle OpenMP threads spin by default; on a small shared CPU that made renders 60x slower. Must be set
+    # before torch loads (commands import it lazily, after this line).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         cli.main(args=argv, prog_name="distill3d", standalone_mode=False)
     except UserError as err:

@@ -129,6 +129,7 @@ def _save_checkpoint(path: Path, rep: nn.Module, opt: torch.optim.Optimizer, met
         "optimizer": opt.state_dict(),
         "method": method.state_dict(prior),
         "rng": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),  # global draws (e.g. a radiance field's stratified samples)
         "timings": dataclasses.asdict(state.timings),
         "prior_calls": state.prior_calls,
         "prior_evals": state.prior_evals,
@@ -151,6 +152,7 @@ def _restore(path: Path, cfg: RunConfig, method: GuidanceMethod, prior: Prior,
     opt.load_state_dict(ck["optimizer"])
     method.load_state_dict(prior, ck["method"])
     generator.set_state(ck["rng"])
+    torch.set_rng_state(ck["torch_rng"])
     state = LoopState(step=int(ck["step"]), timings=Timings(**ck["timings"]), prior_calls=int(ck["prior_calls"]),
                       prior_evals=int(ck["prior_evals"]), history=list(ck["history"]))
     return rep, opt, state, ck
