@@ -7,29 +7,12 @@ import torch
 
 pytest.importorskip("diffusers", reason="the Stable Diffusion prior needs the 'sd' extra")
 
-from sd_tiny import IP_WEIGHT, IP_WEIGHT_PLAIN, tiny_dirs
+from sd_tiny import IP_WEIGHT, IP_WEIGHT_PLAIN
 
 from distill3d.priors.base import Condition
 from distill3d.priors.sd import StableDiffusionConfig, StableDiffusionPrior, clip_preprocess
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: two threads thrash (20 s instead of 0.2 s per test)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def dirs(tmp_path_factory):
-    return tiny_dirs(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def plain(dirs):
-    return StableDiffusionPrior(StableDiffusionConfig(model=str(dirs.sd)))
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixtures dirs, prior (the plain one), pipe: conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +27,9 @@ def cn(dirs):
 
 
 @pytest.fixture(scope="module")
-def ref_ip_pipe(dirs):
-    """diffusers' own IP-Adapter path: stock processors, per-layer scale."""
-    from diffusers import StableDiffusionPipeline
-
-    pipe = StableDiffusionPipeline.from_pretrained(dirs.sd, local_files_only=True, safety_checker=None,
-                                                   requires_safety_checker=False)
+def ref_ip_pipe(dirs, pipe):
+    """diffusers' own IP-Adapter path: stock processors, per-layer scale. It loads the adapter into this
+    module's ``pipe``, which no test here uses bare."""
     pipe.load_ip_adapter(str(dirs.ip_adapter), subfolder="models", weight_name=IP_WEIGHT, local_files_only=True)
     return pipe
 
@@ -101,9 +81,9 @@ def test_plain_ip_adapter_equals_diffusers(dirs, ip):
     assert (got - plus).abs().max() > 1e-3  # a different adapter really was loaded
 
 
-def test_ip_branch_changes_prediction_and_zero_scale_removes_it_exactly(ip, plain):
+def test_ip_branch_changes_prediction_and_zero_scale_removes_it_exactly(ip, prior):
     z, t, im = _latents(2, seed=3), torch.tensor([500, 500]), _image(4)
-    none = plain.predict_noise(z, t, [Condition("a red cube")] * 2)
+    none = prior.predict_noise(z, t, [Condition("a red cube")] * 2)
     with_image = ip.predict_noise(z, t, [Condition("a red cube", im, 0.5)] * 2)
     zero_scale = ip.predict_noise(z, t, [Condition("a red cube", im, 0.0)] * 2)
     no_image = ip.predict_noise(z, t, [Condition("a red cube")] * 2)
@@ -111,7 +91,7 @@ def test_ip_branch_changes_prediction_and_zero_scale_removes_it_exactly(ip, plai
     assert torch.equal(zero_scale, none) and torch.equal(no_image, none)
 
 
-def test_zero_image_embeddings_are_not_no_image(ip, plain, ref_ip_pipe):
+def test_zero_image_embeddings_are_not_no_image(ip, prior, ref_ip_pipe):
     """Why λ_ip is per row: diffusers' null image (zero embeddings / a blank image) at scale 1 still
     moves the prediction, so it cannot stand in for "no image" in a mixed batch."""
     z, t = _latents(1, seed=5), torch.tensor([500])
@@ -120,7 +100,7 @@ def test_zero_image_embeddings_are_not_no_image(ip, plain, ref_ip_pipe):
         zeros = torch.zeros(1, 1, 65, 32)  # [B, images, CLIP tokens, width] of the tiny encoder
         null = ref_ip_pipe.unet(z, t, encoder_hidden_states=ip.text_embeddings(["a red cube"]),
                                 added_cond_kwargs={"image_embeds": [zeros]}).sample
-    assert (null - plain.predict_noise(z, t, [Condition("a red cube")])).abs().max() > 1e-3
+    assert (null - prior.predict_noise(z, t, [Condition("a red cube")])).abs().max() > 1e-3
 
 
 def test_mixed_ip_batch_equals_row_by_row(ip):
@@ -167,12 +147,12 @@ def test_adapter_layer_is_the_last_up_block_and_trains_through_image_rows(ip):
             p.grad = None
 
 
-def test_controlnet_map_changes_prediction_and_matches_diffusers(cn, plain):
+def test_controlnet_map_changes_prediction_and_matches_diffusers(cn, prior):
     normal = _image(12)
     z, t = _latents(3, seed=13), torch.tensor([100, 500, 900])
     conds = [Condition("a red cube"), Condition("a red cube", normal, 0.8), Condition("", normal, 0.0)]
     got = cn.predict_noise(z, t, conds)
-    none = plain.predict_noise(z, t, [Condition("a red cube"), Condition("a red cube"), Condition("")])
+    none = prior.predict_noise(z, t, [Condition("a red cube"), Condition("a red cube"), Condition("")])
     assert torch.equal(got[0], none[0]) and torch.equal(got[2], none[2])  # no map / scale 0: exactly none
     assert (got[1] - none[1]).abs().max() > 1e-2
     with torch.no_grad():

@@ -5,18 +5,18 @@ import torch
 
 pytest.importorskip("diffusers", reason="the Stable Diffusion prior needs the 'sd' extra")
 
-from distill3d.core.cameras import Cameras  # noqa: E402
-from distill3d.guidance import METHODS, GuidanceInput, surrogate_loss  # noqa: E402
-from distill3d.priors.sd import StableDiffusionConfig, StableDiffusionPrior  # noqa: E402
-from distill3d.priors.sampling import sample  # noqa: E402
+from sd_tiny import IP_SUBFOLDER, IP_WEIGHT
 
-from sd_tiny import IP_SUBFOLDER, IP_WEIGHT, tiny_dirs  # noqa: E402
+from distill3d.core.cameras import Cameras
+from distill3d.guidance import METHODS, GuidanceInput, surrogate_loss
+from distill3d.priors.sampling import sample
+from distill3d.priors.sd import StableDiffusionConfig, StableDiffusionPrior
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixtures one_thread, dirs: conftest.py
 
 
 @pytest.fixture(scope="module")
-def prior(tmp_path_factory):
-    torch.set_num_threads(1)
-    dirs = tiny_dirs(tmp_path_factory)
+def prior(dirs):
     return StableDiffusionPrior(StableDiffusionConfig(model=str(dirs.sd), ip_adapter=str(dirs.ip_adapter),
                                                       ip_adapter_subfolder=IP_SUBFOLDER, ip_adapter_weight=IP_WEIGHT))
 

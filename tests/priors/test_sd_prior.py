@@ -7,38 +7,11 @@ import torch
 
 pytest.importorskip("diffusers", reason="the Stable Diffusion prior needs the 'sd' extra")
 
-from sd_tiny import tiny_dirs
-
 from distill3d.core.errors import UserError
 from distill3d.priors.base import Condition, Prior
 from distill3d.priors.sd import StableDiffusionConfig, StableDiffusionPrior
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: two threads thrash (20 s instead of 0.2 s per test)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def dirs(tmp_path_factory):
-    return tiny_dirs(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def prior(dirs):
-    return StableDiffusionPrior(StableDiffusionConfig(model=str(dirs.sd)))
-
-
-@pytest.fixture(scope="module")
-def pipe(dirs):
-    from diffusers import StableDiffusionPipeline
-
-    return StableDiffusionPipeline.from_pretrained(dirs.sd, local_files_only=True, safety_checker=None,
-                                                   requires_safety_checker=False)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixtures dirs, prior, pipe: conftest.py
 
 
 def _latents(n, seed=0):

@@ -49,12 +49,11 @@ from distill3d.guidance.base import (
     cfg,
     clamp_grad,
     finish,
-    predict_rows,
+    noise_latents,
+    predict_groups,
     predict_x0,
-    sample_t_and_noise,
-    stack_rows,
     view_prompts,
-    weighting,
+    weight,
 )
 from distill3d.priors.base import Condition, Prior
 
@@ -124,31 +123,28 @@ class AnchorDS(GuidanceMethod):
 
     def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
         c = self.config
-        z = inp.latents.detach()  # [B, C, h, w]
+        n = noise_latents(prior, c.timesteps, inp, generator)  # t, ε, z_t = √ᾱ z + √(1−ᾱ) ε (Eq. 1)
+        z_t, t = n.z_t, n.t
         images = inp.images.detach()  # [B, 3, S, S]
-        b = z.shape[0]
-        t, eps = sample_t_and_noise(prior, c.timesteps, inp, generator)
-        abar = alpha_bar(prior, t)
-        z_t = add_noise(z, eps, abar)  # Eq. 1
+        b = n.z.shape[0]
         groups = [(z_t, t, self._target_conditions(inp, images)),
                   (z_t, t, self._anchored(self._source_text(), images))]
         extra_recon_row = self._source_text() != ""
         if extra_recon_row:
             groups.append((z_t, t, self._anchored("", images)))  # ε̂(z_t; ∅, I) for Eq. 12
-        with torch.no_grad():
-            preds = predict_rows(prior, stack_rows(groups), len(groups))
+        preds = predict_groups(prior, groups)
         eps_tgt, eps_src = preds[0], preds[1]
         eps_anchor = preds[2] if extra_recon_row else eps_src
-        w = weighting(c.weighting, abar)[:, None, None, None]
+        w = weight(c.weighting, n.abar)
         if isinstance(c.form, CodeForm):
-            grad = w * (cfg(eps_src, eps_tgt, c.form.guidance_scale) - eps)  # code: CFG with y_neg + I source
+            grad = w * (cfg(eps_src, eps_tgt, c.form.guidance_scale) - n.eps)  # code: CFG with y_neg + I source
             grad = clamp_grad(grad, c.form.grad_clamp(inp.step, inp.total_steps))
         else:
             grad = w * (eps_tgt - eps_src)  # Eq. 11
         with torch.no_grad():
-            recon = prior.decode(predict_x0(z_t, eps_anchor, abar))  # Eq. 12, decoded: [B, 3, S, S]
+            recon = prior.decode(predict_x0(z_t, eps_anchor, n.abar))  # Eq. 12, decoded: [B, 3, S, S]
         l_rec = ((recon - images) ** 2).flatten(1).mean(dim=1)  # Eq. 13
-        keep = torch.ones(b, dtype=torch.bool, device=z.device)
+        keep = torch.ones(b, dtype=torch.bool, device=n.z.device)
         if c.filter_threshold is not None:
             keep = l_rec < c.filter_threshold  # Eq. 14
             grad = grad * keep[:, None, None, None].to(grad.dtype)

@@ -222,6 +222,11 @@ def weighting(kind: Weighting, abar: Tensor) -> Tensor:
     raise ValueError(f"unknown weighting {kind!r}; use 'sds', 'uniform' or 'fantasia3d'")
 
 
+def weight(kind: Weighting, abar: Tensor) -> Tensor:
+    """w(t) of :func:`weighting`, shaped to scale a batch of latents. [B, 1, 1, 1]"""
+    return _bcast(weighting(kind, abar))
+
+
 def add_noise(z: Tensor, eps: Tensor, abar: Tensor) -> Tensor:
     """Forward noising z_t = √ᾱ z + √(1−ᾱ) ε.  z, eps [B, C, h, w]; abar [B]."""
     return _bcast(abar).sqrt() * z + _bcast(1.0 - abar).sqrt() * eps
@@ -281,6 +286,38 @@ def sample_t_and_noise(prior: Prior, schedule: TimestepSchedule, inp: GuidanceIn
 
 
 @dataclass(frozen=True)
+class Noised:
+    """One forward-noising of the (detached) renders: z_t = √ᾱ_t z + √(1−ᾱ_t) ε."""
+
+    z: Tensor  # [B, C, h, w] the clean latents, detached
+    t: Tensor  # [B] long
+    eps: Tensor  # [B, C, h, w] ε
+    abar: Tensor  # [B] ᾱ_t
+    z_t: Tensor  # [B, C, h, w]
+
+
+def noise_latents(prior: Prior, schedule: TimestepSchedule, inp: GuidanceInput,
+                  generator: torch.Generator) -> Noised:
+    """Draw t then ε (:func:`sample_t_and_noise`'s order) and noise ``inp.latents`` to z_t."""
+    z = inp.latents.detach()
+    t, eps = sample_t_and_noise(prior, schedule, inp, generator)
+    abar = alpha_bar(prior, t)
+    return Noised(z, t, eps, abar, add_noise(z, eps, abar))
+
+
+def source_latents(inp: GuidanceInput, method: str) -> Tensor:
+    """Editing methods: the original asset's latents, detached. [B, C, h, w]"""
+    if inp.source_latents is None:
+        raise ValueError(f"{method} needs GuidanceInput.source_latents (renders of the original asset)")
+    return inp.source_latents.detach()
+
+
+def prompt_conditions(inp: GuidanceInput, view_dependent: bool) -> list[Condition]:
+    """One text condition y per view (with the view suffix if asked), for the ε̂(z_t; y) rows."""
+    return [Condition(y) for y in view_prompts(inp.prompt, inp.cameras, view_dependent)]
+
+
+@dataclass(frozen=True)
 class Rows:
     """Rows of one batched call: latents [N, C, h, w], timesteps [N] and N conditions."""
 
@@ -306,6 +343,13 @@ def predict_rows(prior: Prior, rows: Rows, num_groups: int) -> list[Tensor]:
     equal groups of B rows each."""
     eps = prior.predict_noise(rows.z, rows.t, rows.conditions)
     return list(eps.chunk(num_groups, dim=0))
+
+
+def predict_groups(prior: Prior, groups: Sequence[tuple[Tensor, Tensor, Sequence[Condition]]]) -> list[Tensor]:
+    """Without grad, ONE predict_noise call over (z [B,…], t [B], B conditions) groups; one prediction
+    [B, C, h, w] per group, in order."""
+    with torch.no_grad():
+        return predict_rows(prior, stack_rows(groups), len(groups))
 
 
 def finish(grad: Tensor, t: Tensor, calls: int, evals: int, extras: Diagnostics | None = None) -> GuidanceOutput:

@@ -19,14 +19,11 @@ from distill3d.guidance.base import (
     TimestepSchedule,
     UniformTimesteps,
     Weighting,
-    add_noise,
-    alpha_bar,
     finish,
-    predict_rows,
-    sample_t_and_noise,
-    stack_rows,
-    view_prompts,
-    weighting,
+    noise_latents,
+    predict_groups,
+    prompt_conditions,
+    weight,
 )
 from distill3d.priors.base import Condition, Prior
 
@@ -47,14 +44,9 @@ class CSD(GuidanceMethod):
 
     def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
         c = self.config
-        z = inp.latents.detach()
-        b = z.shape[0]
-        t, eps = sample_t_and_noise(prior, c.timesteps, inp, generator)
-        abar = alpha_bar(prior, t)
-        z_t = add_noise(z, eps, abar)
-        texts = view_prompts(inp.prompt, inp.cameras, c.view_dependent)
-        rows = stack_rows([(z_t, t, [Condition(y) for y in texts]), (z_t, t, [Condition("")] * b)])
-        with torch.no_grad():
-            eps_y, eps_null = predict_rows(prior, rows, 2)
-        grad = weighting(c.weighting, abar)[:, None, None, None] * c.guidance_scale * (eps_y - eps_null)
-        return finish(grad, t, 1, 2 * b)
+        n = noise_latents(prior, c.timesteps, inp, generator)
+        b = n.z.shape[0]
+        eps_y, eps_null = predict_groups(prior, [(n.z_t, n.t, prompt_conditions(inp, c.view_dependent)),
+                                                 (n.z_t, n.t, [Condition("")] * b)])
+        grad = weight(c.weighting, n.abar) * c.guidance_scale * (eps_y - eps_null)  # w·s·δ_cls
+        return finish(grad, n.t, 1, 2 * b)

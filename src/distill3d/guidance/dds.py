@@ -20,13 +20,12 @@ from distill3d.guidance.base import (
     UniformTimesteps,
     Weighting,
     add_noise,
-    alpha_bar,
     cfg,
     finish,
-    predict_rows,
-    sample_t_and_noise,
-    stack_rows,
-    weighting,
+    noise_latents,
+    predict_groups,
+    source_latents,
+    weight,
 )
 from distill3d.priors.base import Condition, Prior
 
@@ -46,18 +45,14 @@ class DDS(GuidanceMethod):
         self.config = config
 
     def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
-        if inp.source_latents is None:
-            raise ValueError("DDS needs GuidanceInput.source_latents (renders of the original asset)")
+        z_src = source_latents(inp, "DDS")  # [B, C, h, w]
         c = self.config
-        z_tgt, z_src = inp.latents.detach(), inp.source_latents.detach()
-        b = z_tgt.shape[0]
-        t, eps = sample_t_and_noise(prior, c.timesteps, inp, generator)
-        abar = alpha_bar(prior, t)
-        zt_tgt, zt_src = add_noise(z_tgt, eps, abar), add_noise(z_src, eps, abar)
-        groups = [(zt_tgt, t, [Condition(inp.prompt)] * b), (zt_tgt, t, [Condition("")] * b),
-                  (zt_src, t, [Condition(c.source_prompt)] * b), (zt_src, t, [Condition("")] * b)]
-        with torch.no_grad():
-            e_tgt, e_tgt_null, e_src, e_src_null = predict_rows(prior, stack_rows(groups), 4)
+        tgt = noise_latents(prior, c.timesteps, inp, generator)  # z_t^tgt
+        zt_src = add_noise(z_src, tgt.eps, tgt.abar)  # z_t^src: same ε and t
+        b, t = tgt.z.shape[0], tgt.t
+        e_tgt, e_tgt_null, e_src, e_src_null = predict_groups(prior, [
+            (tgt.z_t, t, [Condition(inp.prompt)] * b), (tgt.z_t, t, [Condition("")] * b),
+            (zt_src, t, [Condition(c.source_prompt)] * b), (zt_src, t, [Condition("")] * b)])
         diff = cfg(e_tgt_null, e_tgt, c.guidance_scale) - cfg(e_src_null, e_src, c.guidance_scale)  # Eq. 6
-        grad = weighting(c.weighting, abar)[:, None, None, None] * diff
+        grad = weight(c.weighting, tgt.abar) * diff
         return finish(grad, t, 1, 4 * b)

@@ -35,17 +35,14 @@ from distill3d.guidance.base import (
     TimestepSchedule,
     UniformTimesteps,
     Weighting,
-    add_noise,
-    alpha_bar,
     camera_tuples,
     cfg,
     finish,
+    noise_latents,
     per_view_norm,
-    predict_rows,
-    sample_t_and_noise,
-    stack_rows,
+    predict_groups,
     view_prompts,
-    weighting,
+    weight,
 )
 from distill3d.priors.base import Condition, Prior
 
@@ -86,13 +83,10 @@ class ISD(GuidanceMethod):
         if self.reference is None:
             raise ValueError("ISD needs a reference image: pass reference= or call set_reference()")
         c = self.config
-        z = inp.latents.detach()  # [B, C, h, w]
-        b = z.shape[0]
-        t, eps = sample_t_and_noise(prior, c.timesteps, inp, generator)
-        abar = alpha_bar(prior, t)
-        z_t = add_noise(z, eps, abar)
+        n = noise_latents(prior, c.timesteps, inp, generator)
+        b, eps = n.z.shape[0], n.eps
         texts = view_prompts(inp.prompt, inp.cameras, c.view_dependent)
-        ref = self.reference.to(z.device)
+        ref = self.reference.to(n.z.device)
         cams = camera_tuples(inp.cameras)
         groups = {"ip": [Condition(y, ref, c.image_scale) for y in texts],  # ε̂_IP(z_t; y, x_ref)
                   "null": [Condition("")] * b}  # ε̂(z_t; ∅), shared by both CFGs
@@ -101,10 +95,8 @@ class ISD(GuidanceMethod):
         if c.beta is not None:
             groups["mv"] = [Condition(inp.prompt, camera=p) for p in cams]  # ε̂_MV(z_t; y, π)
             groups["mv_null"] = [Condition("", camera=p) for p in cams]  # ε̂_MV(z_t; ∅, π)
-        rows = stack_rows([(z_t, t, conds) for conds in groups.values()])
-        with torch.no_grad():
-            pred = dict(zip(groups, predict_rows(prior, rows, len(groups))))
-        w = weighting(c.weighting, abar)[:, None, None, None]
+        pred = dict(zip(groups, predict_groups(prior, [(n.z_t, n.t, conds) for conds in groups.values()])))
+        w = weight(c.weighting, n.abar)
         eps_ip = cfg(pred["null"], pred["ip"], c.guidance_scale)  # ε̂_IP,cfg(z_t; y, x_ref)
         control = cfg(pred["null"], pred["text"], c.guidance_scale) if c.mode == "isd" else eps  # ε̂_cfg(y) | ε
         g_isd = w * (eps_ip - control)  # Eq. 7 (Eq. 4 for ip-sds)
@@ -116,4 +108,4 @@ class ISD(GuidanceMethod):
             g_mv = w * (cfg(pred["mv_null"], pred["mv"], c.mv_guidance_scale) - eps)  # Eq. 8
             grad = grad + beta * g_mv  # Eq. 9
         diag = ISDDiagnostics(alpha, beta, per_view_norm(g_isd), per_view_norm(g_mv))
-        return finish(grad, t, 1, len(groups) * b, diag)
+        return finish(grad, n.t, 1, len(groups) * b, diag)

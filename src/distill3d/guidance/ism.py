@@ -27,10 +27,9 @@ from distill3d.guidance.base import (
     cfg,
     ddim_step,
     finish,
-    predict_rows,
+    predict_groups,
+    prompt_conditions,
     sample_t_and_noise,
-    stack_rows,
-    view_prompts,
 )
 from distill3d.priors.base import Condition, Prior
 
@@ -67,9 +66,8 @@ class ISM(GuidanceMethod):
             eps_s = self._uncond(prior, z_s, s)  # ε̂(z_s; s, ∅)
             abar_t = alpha_bar(prior, t)
             z_t = ddim_step(z_s, eps_s, alpha_bar(prior, s), abar_t)  # inversion step s → t
-            texts = view_prompts(inp.prompt, inp.cameras, c.view_dependent)
-            rows = stack_rows([(z_t, t, [Condition(y) for y in texts]), (z_t, t, [Condition("")] * b)])
-            eps_y, eps_null = predict_rows(prior, rows, 2)
+            eps_y, eps_null = predict_groups(prior, [(z_t, t, prompt_conditions(inp, c.view_dependent)),
+                                                     (z_t, t, [Condition("")] * b)])
         w = ((1.0 - abar_t) / abar_t).sqrt()[:, None, None, None]
         grad = w * (cfg(eps_null, eps_y, c.guidance_scale) - eps_s)
         evals = (c.inversion_steps + 1) * b + 2 * b

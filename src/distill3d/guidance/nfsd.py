@@ -20,14 +20,11 @@ from distill3d.guidance.base import (
     TimestepSchedule,
     UniformTimesteps,
     Weighting,
-    add_noise,
-    alpha_bar,
     finish,
-    predict_rows,
-    sample_t_and_noise,
-    stack_rows,
-    view_prompts,
-    weighting,
+    noise_latents,
+    predict_groups,
+    prompt_conditions,
+    weight,
 )
 from distill3d.priors.base import Condition, Prior
 
@@ -53,17 +50,13 @@ class NFSD(GuidanceMethod):
 
     def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
         c = self.config
-        z = inp.latents.detach()
-        b = z.shape[0]
-        t, eps = sample_t_and_noise(prior, c.timesteps, inp, generator)
-        abar = alpha_bar(prior, t)
-        z_t = add_noise(z, eps, abar)
-        texts = view_prompts(inp.prompt, inp.cameras, c.view_dependent)
-        groups = [(z_t, t, [Condition(y) for y in texts]), (z_t, t, [Condition("")] * b),
-                  (z_t, t, [Condition(c.negative_prompt)] * b)]
-        with torch.no_grad():
-            eps_y, eps_null, eps_neg = predict_rows(prior, stack_rows(groups), 3)
-        small = (t < c.small_t)[:, None, None, None]
+        n = noise_latents(prior, c.timesteps, inp, generator)
+        b = n.z.shape[0]
+        eps_y, eps_null, eps_neg = predict_groups(prior, [
+            (n.z_t, n.t, prompt_conditions(inp, c.view_dependent)),
+            (n.z_t, n.t, [Condition("")] * b),
+            (n.z_t, n.t, [Condition(c.negative_prompt)] * b)])
+        small = (n.t < c.small_t)[:, None, None, None]
         delta_d = torch.where(small, eps_null, eps_null - eps_neg)  # δ_D
-        grad = weighting(c.weighting, abar)[:, None, None, None] * (delta_d + c.guidance_scale * (eps_y - eps_null))
-        return finish(grad, t, 1, 3 * b)
+        grad = weight(c.weighting, n.abar) * (delta_d + c.guidance_scale * (eps_y - eps_null))  # w(δ_D + s·δ_cls)
+        return finish(grad, n.t, 1, 3 * b)

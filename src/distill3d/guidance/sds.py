@@ -20,16 +20,13 @@ from distill3d.guidance.base import (
     TimestepSchedule,
     UniformTimesteps,
     Weighting,
-    add_noise,
-    alpha_bar,
     cfg,
     clamp_grad,
     finish,
-    predict_rows,
-    sample_t_and_noise,
-    stack_rows,
-    view_prompts,
-    weighting,
+    noise_latents,
+    predict_groups,
+    prompt_conditions,
+    weight,
 )
 from distill3d.priors.base import Condition, Prior
 
@@ -52,16 +49,10 @@ class SDS(GuidanceMethod):
 
     def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
         c = self.config
-        z = inp.latents.detach()  # [B, C, h, w]
-        t, eps = sample_t_and_noise(prior, c.timesteps, inp, generator)
-        abar = alpha_bar(prior, t)
-        z_t = add_noise(z, eps, abar)  # Eq. 1
-        texts = view_prompts(inp.prompt, inp.cameras, c.view_dependent)
-        b = z.shape[0]
-        rows = stack_rows([(z_t, t, [Condition(y) for y in texts]),
-                           (z_t, t, [Condition(c.negative_prompt)] * b)])
-        with torch.no_grad():
-            eps_y, eps_null = predict_rows(prior, rows, 2)
-        grad = weighting(c.weighting, abar)[:, None, None, None] * (cfg(eps_null, eps_y, c.guidance_scale) - eps)
+        n = noise_latents(prior, c.timesteps, inp, generator)  # t, ε, z_t = √ᾱ z + √(1−ᾱ) ε (Eq. 1)
+        b = n.z.shape[0]
+        eps_y, eps_null = predict_groups(prior, [(n.z_t, n.t, prompt_conditions(inp, c.view_dependent)),
+                                                 (n.z_t, n.t, [Condition(c.negative_prompt)] * b)])
+        grad = weight(c.weighting, n.abar) * (cfg(eps_null, eps_y, c.guidance_scale) - n.eps)  # Eq. 3
         limit = None if c.grad_clamp is None else c.grad_clamp(inp.step, inp.total_steps)
-        return finish(clamp_grad(grad, limit), t, 1, 2 * b)
+        return finish(clamp_grad(grad, limit), n.t, 1, 2 * b)

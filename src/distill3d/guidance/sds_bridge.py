@@ -21,15 +21,12 @@ from distill3d.guidance.base import (
     TimestepSchedule,
     UniformTimesteps,
     Weighting,
-    add_noise,
-    alpha_bar,
     cfg,
     finish,
-    predict_rows,
-    sample_t_and_noise,
-    stack_rows,
-    view_prompts,
-    weighting,
+    noise_latents,
+    predict_groups,
+    prompt_conditions,
+    weight,
 )
 from distill3d.priors.base import Condition, Prior
 
@@ -54,16 +51,12 @@ class SDSBridge(GuidanceMethod):
 
     def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
         c = self.config
-        z = inp.latents.detach()
-        b = z.shape[0]
-        t, eps = sample_t_and_noise(prior, c.timesteps, inp, generator)
-        abar = alpha_bar(prior, t)
-        z_t = add_noise(z, eps, abar)
-        texts = view_prompts(inp.prompt, inp.cameras, c.view_dependent)
-        groups = [(z_t, t, [Condition(y) for y in texts]), (z_t, t, [Condition(c.source_prompt)] * b),
-                  (z_t, t, [Condition("")] * b)]
-        with torch.no_grad():
-            eps_y, eps_src, eps_null = predict_rows(prior, stack_rows(groups), 3)
+        n = noise_latents(prior, c.timesteps, inp, generator)
+        b = n.z.shape[0]
+        eps_y, eps_src, eps_null = predict_groups(prior, [
+            (n.z_t, n.t, prompt_conditions(inp, c.view_dependent)),
+            (n.z_t, n.t, [Condition(c.source_prompt)] * b),
+            (n.z_t, n.t, [Condition("")] * b)])
         diff = cfg(eps_null, eps_y, c.guidance_scale) - cfg(eps_null, eps_src, c.guidance_scale)
-        grad = weighting(c.weighting, abar)[:, None, None, None] * diff
-        return finish(grad, t, 1, 3 * b)
+        grad = weight(c.weighting, n.abar) * diff  # w(ε̂_cfg(y) − ε̂_cfg(y_src))
+        return finish(grad, n.t, 1, 3 * b)

@@ -35,13 +35,13 @@ from distill3d.guidance.base import (
     add_noise,
     alpha_bar,
     finish,
+    noise_latents,
     per_view_norm,
-    predict_rows,
+    predict_groups,
     predict_x0,
-    sample_t_and_noise,
-    stack_rows,
-    view_prompts,
-    weighting,
+    prompt_conditions,
+    source_latents,
+    weight,
 )
 from distill3d.priors.base import Condition, Prior
 
@@ -72,28 +72,24 @@ class UDS(GuidanceMethod):
 
     def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
         c = self.config
-        z = inp.latents.detach()  # [B, C, h, w]
-        b = z.shape[0]
-        t, eps = sample_t_and_noise(prior, c.timesteps, inp, generator)  # Alg. 1 line 3
+        n = noise_latents(prior, c.timesteps, inp, generator)  # t, ε: Alg. 1 line 3; z_t: line 13
+        b, t, z_t = n.z.shape[0], n.t, n.z_t
         t_prev = (t - c.interval).clamp(min=0)
-        abar, abar_prev = alpha_bar(prior, t), alpha_bar(prior, t_prev)
-        z_t = add_noise(z, eps, abar)  # line 13
-        z_prev = add_noise(z, eps, abar_prev)  # line 15, the same ε
-        texts = view_prompts(inp.prompt, inp.cameras, c.view_dependent)
-        groups = [(z_t, t, [Condition(y) for y in texts]),  # ε̂(z_t; y)
+        abar_prev = alpha_bar(prior, t_prev)
+        z_prev = add_noise(n.z, n.eps, abar_prev)  # line 15, the same ε
+        groups = [(z_t, t, prompt_conditions(inp, c.view_dependent)),  # ε̂(z_t; y)
                   (z_t, t, [Condition("")] * b),  # ε̂(z_t; ∅)
                   (z_prev, t_prev, [Condition("")] * b)]  # ε̂(z_{t−c}; ∅)
         if c.negative_prompt is not None:
             groups.append((z_t, t, [Condition(c.negative_prompt)] * b))  # ε̂(z_t; y_neg)
-        with torch.no_grad():
-            preds = predict_rows(prior, stack_rows(groups), len(groups))
+        preds = predict_groups(prior, groups)
         eps_y, eps_null, eps_prev_null = preds[0], preds[1], preds[2]
-        recon = predict_x0(z_t, eps_null, abar) - predict_x0(z_prev, eps_prev_null, abar_prev)  # Δx̂0, Eq. 16
+        recon = predict_x0(z_t, eps_null, n.abar) - predict_x0(z_prev, eps_prev_null, abar_prev)  # Δx̂0, Eq. 16
         delta_cls = eps_y - eps_null  # δ_cls(z_t; y), Eq. 5
         if c.negative_prompt is not None:
             delta_cls = delta_cls - (preds[3] - eps_null)  # − δ_cls(z_t; y_neg), Eq. 17
         cls_term = c.guidance_scale * delta_cls
-        grad = weighting(c.weighting, abar)[:, None, None, None] * (recon + cls_term)  # Eq. 18-19
+        grad = weight(c.weighting, n.abar) * (recon + cls_term)  # Eq. 18-19
         return finish(grad, t, 1, len(groups) * b, UDSDiagnostics(per_view_norm(recon), per_view_norm(cls_term)))
 
 
@@ -115,19 +111,15 @@ class UDSEdit(GuidanceMethod):
         self.config = config
 
     def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
-        if inp.source_latents is None:
-            raise ValueError("UDS editing needs GuidanceInput.source_latents (renders of the original asset)")
+        z_src = source_latents(inp, "UDS editing")  # [B, C, h, w]
         c = self.config
-        z_tgt, z_src = inp.latents.detach(), inp.source_latents.detach()  # [B, C, h, w] each
-        b = z_tgt.shape[0]
-        t, eps = sample_t_and_noise(prior, c.timesteps, inp, generator)
-        abar = alpha_bar(prior, t)
-        zt_tgt, zt_src = add_noise(z_tgt, eps, abar), add_noise(z_src, eps, abar)  # same ε and t
-        groups = [(zt_tgt, t, [Condition(inp.prompt)] * b), (zt_tgt, t, [Condition("")] * b),
-                  (zt_src, t, [Condition(c.source_prompt)] * b), (zt_src, t, [Condition("")] * b)]
-        with torch.no_grad():
-            e_tgt, e_tgt_null, e_src, e_src_null = predict_rows(prior, stack_rows(groups), 4)
-        recon = predict_x0(zt_tgt, e_tgt_null, abar) - predict_x0(zt_src, e_src_null, abar)  # x̂0^tgt − x̂0^src
+        tgt = noise_latents(prior, c.timesteps, inp, generator)  # z_t^tgt
+        zt_src, abar = add_noise(z_src, tgt.eps, tgt.abar), tgt.abar  # z_t^src: same ε and t
+        b, t = tgt.z.shape[0], tgt.t
+        e_tgt, e_tgt_null, e_src, e_src_null = predict_groups(prior, [
+            (tgt.z_t, t, [Condition(inp.prompt)] * b), (tgt.z_t, t, [Condition("")] * b),
+            (zt_src, t, [Condition(c.source_prompt)] * b), (zt_src, t, [Condition("")] * b)])
+        recon = predict_x0(tgt.z_t, e_tgt_null, abar) - predict_x0(zt_src, e_src_null, abar)  # x̂0^tgt − x̂0^src
         cls_term = c.guidance_scale * ((e_tgt - e_tgt_null) - (e_src - e_src_null))  # s(δ^tgt − δ^src)
-        grad = weighting(c.weighting, abar)[:, None, None, None] * (recon + cls_term)  # Eq. 14
+        grad = weight(c.weighting, abar) * (recon + cls_term)  # Eq. 14
         return finish(grad, t, 1, 4 * b, UDSDiagnostics(per_view_norm(recon), per_view_norm(cls_term)))
