@@ -5,6 +5,6 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads OpenMP: before importing torch
 
-import torch  # noqa: E402
+import torch
 
 torch.set_num_threads(1)

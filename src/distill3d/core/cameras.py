@@ -143,5 +143,12 @@ def orbit(n: int, elevation: float = 20.0, start: float = 0.0) -> Cameras:
     return Cameras.from_angles([start + 360.0 * i / n for i in range(n)], elevation)
 
 
-__all__ = ["Cameras", "view_direction", "view_prompt", "orbit", "DEFAULT_DISTANCE", "DEFAULT_FOV_DEG",
-           "MAX_ABS_ELEVATION"]
+__all__ = [
+    "DEFAULT_DISTANCE",
+    "DEFAULT_FOV_DEG",
+    "MAX_ABS_ELEVATION",
+    "Cameras",
+    "orbit",
+    "view_direction",
+    "view_prompt",
+]

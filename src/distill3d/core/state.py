@@ -12,7 +12,6 @@ import json
 import os
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from distill3d.core.io import atomic_path
@@ -60,5 +59,5 @@ def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     with safe_open(str(path), framework="pt") as f:
         skeleton = json.loads(f.metadata()["skeleton"])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
     return _join(skeleton, tensors)

@@ -21,7 +21,7 @@ from distill3d.core.io import write_json_atomic, write_text_atomic
 from distill3d.pipeline.config import resolve_run_config
 from distill3d.pipeline.generate import RUN_FILE, generate
 from distill3d.pipeline.loop import build_method, optimise
-from distill3d.pipeline.priors import PriorSpec, load_prior
+from distill3d.pipeline.priors import DEFAULT_PRIOR, PriorSpec, load_prior
 
 #: Twelve toy prompts: four single objects, three "on top of", three "next to", two faces.
 DEFAULT_PROMPTS = (
@@ -47,7 +47,7 @@ class StepCost:
 
 
 def step_cost(methods: list[str], prompt: str = "a red cube on top of a blue sphere", steps: int = 10,
-              rounds: int = 3, views: int = 4, threads: int = 1, prior_spec: PriorSpec = PriorSpec()) -> list[StepCost]:
+              rounds: int = 3, views: int = 4, threads: int = 1, prior_spec: PriorSpec = DEFAULT_PRIOR) -> list[StepCost]:
     """Median seconds per step of each method (after one warm-up round), interleaved round by round."""
     torch.set_num_threads(threads)
     if "sds" not in methods:
@@ -84,7 +84,7 @@ def _slug(prompt: str) -> str:
 
 
 def quality(methods: list[str], prompts: list[str], seeds: list[int], out_dir: Path, overrides: dict[str, str],
-            prior_spec: PriorSpec = PriorSpec(), progress: bool = False) -> dict:
+            prior_spec: PriorSpec = DEFAULT_PRIOR, progress: bool = False) -> dict:
     """Run (or finish) every method x prompt x seed; aggregate judged accuracy per method and kind."""
     rows = []
     for method in methods:

@@ -134,4 +134,4 @@ def resolve_run_config(method: str, raw: dict[str, str]) -> tuple[RunConfig, dic
     return cfg, merged
 
 
-__all__ = ["RunConfig", "METHOD_PRESETS", "parse_overrides", "resolve_run_config", "method_config_overrides"]
+__all__ = ["METHOD_PRESETS", "RunConfig", "method_config_overrides", "parse_overrides", "resolve_run_config"]

@@ -31,7 +31,7 @@ from distill3d.export.views import render_views, save_turntable
 from distill3d.guidance import METHODS
 from distill3d.pipeline.config import RunConfig
 from distill3d.pipeline.loop import CHECKPOINT, LoopState, build_method, describe_config, optimise
-from distill3d.pipeline.priors import PriorSpec, load_prior
+from distill3d.pipeline.priors import DEFAULT_PRIOR, PriorSpec, load_prior
 from distill3d.priors.base import Prior
 from distill3d.scene.gaussians import GaussianModel
 
@@ -83,7 +83,7 @@ def export_run(rep: nn.Module, out_dir: Path, mesh_resolution: int = 64, view_si
 
 
 def generate(prompt: str, cfg: RunConfig, method_overrides: dict[str, str], out_dir: str | Path,
-             prior_spec: PriorSpec = PriorSpec(), prior: Prior | None = None, resume: bool = False,
+             prior_spec: PriorSpec = DEFAULT_PRIOR, prior: Prior | None = None, resume: bool = False,
              progress: bool = True) -> RunResult:
     """Run ``cfg.method`` on ``prompt`` and write the run directory."""
     out_dir = Path(out_dir)

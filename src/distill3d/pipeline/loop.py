@@ -26,17 +26,22 @@ import torch
 from torch import nn
 
 from distill3d.core.errors import UserError
-from distill3d.core.io import write_json_atomic
 from distill3d.core.seed import seed_everything
 from distill3d.core.state import load_state, save_state
 from distill3d.guidance import METHODS, GuidanceInput, GuidanceMethod, surrogate_loss
 from distill3d.guidance.isd import ISD
-from distill3d.priors.base import Prior
 from distill3d.pipeline.config import RunConfig, method_config_overrides
+from distill3d.priors.base import Prior
+from distill3d.scene.densify import (
+    GAUSSIAN_DREAMER,
+    LUCID_DREAMER,
+    DensifyConfig,
+    DensifyState,
+    DensifyStrategy,
+)
 from distill3d.scene.gaussians import GaussianModel
 from distill3d.scene.radiance_field import RadianceFieldConfig, VoxelRadianceField
 from distill3d.scene.render import render
-from distill3d.scene.densify import GAUSSIAN_DREAMER, LUCID_DREAMER, DensifyConfig, DensifyState, DensifyStrategy
 from distill3d.scene.sampling import CameraSampleConfig, sample_cameras
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -249,4 +254,4 @@ def describe_config(cfg: RunConfig, method: GuidanceMethod) -> dict:
             "method_config": json.loads(json.dumps(dataclasses.asdict(mcfg), default=str)) if mcfg else {}}
 
 
-__all__ = ["Timings", "LoopState", "build_method", "optimise", "describe_config"]
+__all__ = ["LoopState", "Timings", "build_method", "describe_config", "optimise"]

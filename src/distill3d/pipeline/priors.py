@@ -16,6 +16,9 @@ class PriorSpec:
     controlnet: str | None = None
 
 
+DEFAULT_PRIOR = PriorSpec()
+
+
 def load_prior(spec: PriorSpec) -> Prior:
     if spec.kind == "toy":
         from distill3d.priors.toy.prior import ToyPrior

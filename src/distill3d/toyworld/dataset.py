@@ -176,8 +176,8 @@ def load_dataset(root: str | os.PathLike[str]) -> ToyData:
         if not path.exists():
             raise UserError(f"{path} is missing; finish the dataset by running the same 'distill3d toy dataset' again")
         with np.load(path, allow_pickle=False) as z:
-            for k in parts:
-                parts[k].append(z[k])
+            for k, chunks in parts.items():
+                chunks.append(z[k])
     cat = {k: np.concatenate(v) for k, v in parts.items()}
     return ToyData(
         images=torch.from_numpy(cat["images"]), images2=torch.from_numpy(cat["images2"]),

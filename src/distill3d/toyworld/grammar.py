@@ -94,7 +94,7 @@ def _words_error(text: str, detail: str) -> UserError:
 
 def split_view_suffix(text: str) -> tuple[str, str | None]:
     """Split "a red cube, front view" into ("a red cube", "front")."""
-    m = re.fullmatch(r"\s*(.*?)\s*,\s*(front|side|back|overhead)\s+view\s*\.?\s*", text, flags=re.I)
+    m = re.fullmatch(r"\s*(.*?)\s*,\s*(front|side|back|overhead)\s+view\s*\.?\s*", text, flags=re.IGNORECASE)
     if m:
         return m.group(1), m.group(2).lower()
     return text, None
