@@ -15,7 +15,9 @@ def _split(text: str) -> list[str]:
 
 
 @click.group(cls=LazyGroup, lazy_commands={"step-cost": "distill3d.cli.bench:step_cost",
-                                           "quality": "distill3d.cli.bench:quality"})
+                                           "quality": "distill3d.cli.bench:quality",
+                                           "clip": "distill3d.cli.bench_eval:clip",
+                                           "t3bench": "distill3d.cli.bench_eval:t3bench"})
 def bench() -> None:
     """Benchmarks of the guidance methods (results go to files)."""
 
@@ -33,7 +35,8 @@ def step_cost(methods: str, steps: int, rounds: int, views: int, threads: int, o
 
     from distill3d.core.errors import UserError
     from distill3d.guidance import METHODS
-    from distill3d.pipeline.bench import step_cost as run, write_step_cost
+    from distill3d.pipeline.bench import step_cost as run
+    from distill3d.pipeline.bench import write_step_cost
 
     names = _split(methods)
     unknown = [m for m in names if m not in METHODS]
@@ -58,7 +61,8 @@ def quality(methods: str, prompts: str | None, seeds: str, overrides: tuple[str,
     from pathlib import Path
 
     from distill3d.core.errors import UserError
-    from distill3d.pipeline.bench import DEFAULT_PROMPTS, quality as run
+    from distill3d.pipeline.bench import DEFAULT_PROMPTS
+    from distill3d.pipeline.bench import quality as run
     from distill3d.pipeline.config import parse_overrides
 
     try:
