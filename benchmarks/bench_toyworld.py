@@ -16,13 +16,13 @@ import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from distill3d.core.io import write_json_atomic  # noqa: E402
-from distill3d.toyworld.dataset import DatasetConfig, sample_scenes, sample_views  # noqa: E402
-from distill3d.core.cameras import Cameras  # noqa: E402
-from distill3d.toyworld.render import render  # noqa: E402
+from distill3d.core.cameras import Cameras
+from distill3d.core.io import write_json_atomic
+from distill3d.toyworld.dataset import DatasetConfig, sample_scenes, sample_views
+from distill3d.toyworld.render import render
 
 
 def main() -> None:

@@ -32,10 +32,11 @@ from distill3d.toyworld.judge_data import (
     negatives,
 )
 from distill3d.toyworld.judge_eval import accuracy, unseen_images
-from distill3d.toyworld.judge_train import judge_loss
+from distill3d.toyworld.judge_train import JudgeTrainConfig, TrainingImages, judge_loss, train_judge
 from distill3d.toyworld.render import render
 
-# Measured on the shipped judge with this set (48 scenes, seed 1234): see the report; asserted with a margin.
+# The shipped judge on this set (48 scenes, seed 1234) measured 1.0 on every attribute but front (47/48);
+# asserted with a margin for retrained checkpoints (the 4096-view report is the precise figure).
 MIN_ACCURACY = 0.9
 
 
@@ -59,7 +60,7 @@ def fixed_set() -> tuple[torch.Tensor, list[SceneSpec], list[bool]]:
 def test_shipped_judge_is_accurate_on_a_fixed_ground_truth_set(judge, fixed_set):
     images, specs, fronts = fixed_set
     acc = accuracy(judge, images, specs, fronts)
-    for name in ("recognised", "count", "relation", "shapes", "colors", "front"):
+    for name in ("recognised", "count", "relation", "shapes", "colors", "objects", "front"):
         assert getattr(acc, name) >= MIN_ACCURACY, (name, acc)
 
 
@@ -120,8 +121,10 @@ def test_labels_follow_the_canonical_slot_order():
     assert labels.layout.tolist() == [LAYOUTS.index("next to"), LAYOUTS.index("on top of"), LAYOUTS.index("single")]
     assert labels.front.tolist() == [0.0, 0.0, 1.0]
     face = specs[2:] * 4
-    assert labels_for(face, torch.tensor([2, 3, 11, 12]), 32).front.tolist() == [0.0, 1.0, 1.0, 1.0]
-    assert labels_for(face, torch.tensor([2, 3, 11, 12]), 64).front.tolist() == [0.0, 0.0, 0.0, 1.0]  # by area
+    assert labels_for(face, torch.tensor([4, 5, 19, 20]), 32).front.tolist() == [0.0, 1.0, 1.0, 1.0]
+    assert labels_for(face, torch.tensor([4, 5, 19, 20]), 64).front.tolist() == [0.0, 0.0, 0.0, 1.0]  # by area
+    out = render(specs[2], Cameras.from_angles([0.0, 60.0, 100.0, 180.0], 20.0), 32)
+    assert labels_for(face, out.eye_pixels, 32).front.bool().tolist() == out.front_visible().tolist()
 
 
 def _confident(layout: str, shapes: list[str], colors: list[str]) -> JudgeLogits:
@@ -176,6 +179,18 @@ def test_degradations_and_negatives_stay_images_and_keep_colour():
     assert torch.equal(neg[kinds == NEGATIVE_KINDS.index("white")], torch.ones(4, 3, 32, 32))
     scrambled = neg[kinds == NEGATIVE_KINDS.index("scrambled")]
     torch.testing.assert_close(scrambled.sum(dim=(2, 3)), red[:4].sum(dim=(2, 3)))  # same pixels, moved
+
+
+def test_training_is_deterministic_under_a_seed_and_lowers_the_loss(fixed_set):
+    images, specs, fronts = fixed_set
+    data = TrainingImages((images * 255 + 0.5).to(torch.uint8), labels_for(specs, torch.tensor(fronts) * 99, 32))
+    cfg, net_cfg = JudgeTrainConfig(steps=12, batch=16, seed=3), JudgeConfig(widths=(8, 8, 8), hidden=16)
+    losses: list[float] = []
+    a = train_judge(data, cfg, net_cfg, on_step=lambda step, loss: losses.append(loss))
+    b = train_judge(data, cfg, net_cfg)
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name
+    assert sum(losses[-3:]) < sum(losses[:3])
 
 
 def test_save_load_round_trip(tmp_path):

@@ -58,7 +58,7 @@ def judge_representation(rep: nn.Module, caption: str, judge: Judge | None = Non
     fronts = truth.front_visible().tolist() if spec.has_face else [False] * len(AZIMUTHS)
     views = []
     for az, img, gt, result, front in zip(AZIMUTHS, images, truth.image, judge(images), fronts):
-        m = match(result, spec)
+        m = match(result, spec, front_visible=bool(front) if spec.has_face else None)
         views.append(ViewJudgement(az, result.describe(), m.objects_ok, m.relation_ok,
                                    m.objects_ok and m.relation_ok, result.front_visible, bool(front),
                                    float(((img - gt) ** 2).mean())))

@@ -31,6 +31,12 @@ DIFFUSE = 0.5
 #: The front of a face counts as visible when at least this many pixels of a 32 px view see its eyes
 #: (scale by (size / 32)^2 for other sizes): eyes are then seen for |azimuth| up to about 100 degrees.
 FRONT_VISIBLE_MIN_EYE_PIXELS_32 = 5
+
+
+def front_visible_min_eye_pixels(size: int) -> int:
+    """Eye pixels from which a face's front counts as visible in a ``size`` px view (area-scaled)."""
+    return max(1, round(FRONT_VISIBLE_MIN_EYE_PIXELS_32 * (size / 32) ** 2))
+
 _STEPS = 64
 _HIT_EPS = 2e-3
 _NORMAL_EPS = 2e-3
@@ -47,8 +53,7 @@ class ToyRender:
 
     def front_visible(self) -> Tensor:
         """Whether each view sees the front (the eyes) of a face. [B] bool"""
-        size = self.image.shape[-1]
-        return self.eye_pixels >= max(1, round(FRONT_VISIBLE_MIN_EYE_PIXELS_32 * (size / 32) ** 2))
+        return self.eye_pixels >= front_visible_min_eye_pixels(self.image.shape[-1])
 
 
 def _trace(origins: Tensor, dirs: Tensor, scenes: SceneTensors) -> tuple[Tensor, Tensor]:

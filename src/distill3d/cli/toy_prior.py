@@ -1,0 +1,90 @@
+"""``distill3d toy train`` and ``distill3d toy sample``: train the embedded toy prior, draw from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True,
+              help="Toy dataset directory (from `distill3d toy dataset`).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Checkpoint directory.")
+@click.option("--steps", type=int, default=20_000, show_default=True, help="Train until this step.")
+@click.option("--batch", type=int, default=32, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--image-view", type=click.Choice(["same", "other"]), default="same", show_default=True,
+              help="Condition image: the view being denoised, or the scene's other view.")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--checkpoint-minutes", type=float, default=5.0, show_default=True)
+@click.option("--max-minutes", type=float, default=None, help="Stop with a checkpoint after this wall time.")
+@click.option("--export", "export_path", type=click.Path(path_type=Path), default=None,
+              help="After training, write the EMA weights (fp16) here, e.g. "
+                   "src/distill3d/weights/toy_prior.safetensors.")
+def train(data_dir: Path, out: Path, steps: int, batch: int, seed: int, lr: float, image_view: str, resume: bool,
+          threads: int | None, checkpoint_minutes: float, max_minutes: float | None,
+          export_path: Path | None) -> None:
+    """Train the embedded toy prior on a toy-world dataset (CUDA when available)."""
+    import torch
+
+    from distill3d.priors.toy.model import ToyUNetConfig
+    from distill3d.priors.toy.train import TrainConfig, export_ema
+    from distill3d.priors.toy.train import train as run_training
+    from distill3d.toyworld.dataset import load_dataset
+    from distill3d.toyworld.grammar import VOCABULARY
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    data = load_dataset(data_dir)
+    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, image_view=image_view, seed=seed,
+                      checkpoint_minutes=checkpoint_minutes, max_minutes=max_minutes)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    click.echo(f"training on {device}: {len(data.captions)} scenes at {data.size} px -> {out}")
+    run_training(data, ToyUNetConfig(vocabulary=tuple(VOCABULARY), image_size=data.size), cfg, out,
+                 resume=resume, device=device, log=click.echo)
+    if export_path is not None:
+        export_ema(out, export_path)
+        click.echo(f"wrote EMA weights to {export_path}")
+
+
+@click.command()
+@click.argument("prompt")
+@click.option("--cfg", "guidance", type=float, default=5.0, show_default=True, help="Text guidance scale.")
+@click.option("--n", type=int, default=4, show_default=True, help="Number of images.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--steps", type=int, default=50, show_default=True, help="DDIM steps.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output directory.")
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="Weights file (default: the shipped toy prior).")
+@click.option("--camera", type=(float, float), default=None, help="AZIMUTH ELEVATION in degrees.")
+@click.option("--image", type=click.Path(path_type=Path), default=None, help="Condition image (PNG).")
+@click.option("--image-scale", type=float, default=1.0, show_default=True, help="λ_ip for --image.")
+def sample(prompt: str, guidance: float, n: int, seed: int, steps: int, out: Path, weights: Path | None,
+           camera: tuple[float, float] | None, image: Path | None, image_scale: float) -> None:
+    """Draw images from the toy prior: PNGs and grid.png in --out."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from distill3d.core.errors import UserError
+    from distill3d.export.images import image_grid, save_png, to_uint8
+    from distill3d.priors.sampling import sample as draw
+    from distill3d.priors.toy.prior import ToyPrior
+
+    prior = ToyPrior.load(weights)
+    cond_image = None
+    if image is not None:
+        if not image.is_file():
+            raise UserError(f"no image at {image}")
+        rgb = np.asarray(Image.open(image).convert("RGB"), dtype=np.float32) / 255.0
+        cond_image = torch.from_numpy(rgb).permute(2, 0, 1)
+    images = draw(prior, prompt, n=n, cfg=guidance, steps=steps, seed=seed, camera=camera, image=cond_image,
+                  image_scale=image_scale if cond_image is not None else 0.0)
+    frames = to_uint8(images)  # [n, S, S, 3]
+    for k in range(n):
+        save_png(frames[k], out / f"sample_{k:02d}.png")
+    save_png(image_grid(frames), out / "grid.png")
+    click.echo(f"wrote {n} images and grid.png to {out}")

@@ -1,0 +1,251 @@
+"""The toy prior's network: a small pixel-space UNet predicting ε, conditioned on
+
+- text: tokens from ``TextEncoder``, seen by cross-attention at the lower resolutions;
+- an image: an IP-Adapter-like branch. A small CNN turns the image into a grid of LayerNorm'd tokens,
+  and every transformer block adds a decoupled cross-attention with its own key/value projections
+  (``ImageKV.to_k_ip`` / ``to_v_ip``, the "adapter layers", named like ``"up.1.attn.ip"``):
+      out = Attn(q, K_txt, V_txt) + λ_ip · Attn(q, K_img, V_img)   (IP-Adapter's decoupled cross-attention)
+  Rows with λ_ip = 0 skip the image attention entirely, so they equal the prediction without an image.
+- a camera: (sin az, cos az, el / 90) embedded and added to the timestep embedding; a learned null
+  embedding when a row has no camera.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from distill3d.priors.toy.attention import Attention, attend
+from distill3d.priors.toy.text import TextEncoder, Tokenizer
+
+
+@dataclass(frozen=True)
+class ToyUNetConfig:
+    """Architecture of the toy prior; stored as JSON beside its weights."""
+
+    vocabulary: tuple[str, ...]  # every word a caption may contain (the tokenizer's vocabulary)
+    image_size: int = 32
+    channels: tuple[int, ...] = (32, 64, 128)  # per resolution level, from image_size down
+    attention: tuple[bool, ...] = (False, True, True)  # transformer block at this level?
+    res_blocks: int = 1  # residual blocks per level on the way down (one more on the way up)
+    heads: int = 4
+    emb_dim: int = 128  # timestep + camera embedding
+    text_dim: int = 128
+    text_layers: int = 2
+    max_text_len: int = 20
+    image_dim: int = 128  # width of the image tokens
+    image_grid: int = 4  # image tokens form an image_grid x image_grid grid
+    groups: int = 8  # GroupNorm groups
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(d: dict) -> ToyUNetConfig:
+        return ToyUNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+@dataclass
+class ModelConditions:
+    """The conditions of one batch, in tensors. Row i of every per-row field belongs to row i of x."""
+
+    text: Tensor  # [B, L, text_dim] tokens from ToyUNet.encode_text
+    text_mask: Tensor  # [B, L] bool, True for valid tokens
+    camera: Tensor  # [B, 2] (azimuth, elevation) in degrees; ignored where camera_mask is False
+    camera_mask: Tensor  # [B] bool
+    image: Tensor  # [R, 3, S, S] in [0, 1]: the images of the rows that have one
+    image_rows: Tensor  # [R] long: which rows of the batch those images belong to (unique)
+    image_scale: Tensor  # [R] λ_ip per image row (non-zero)
+
+
+def timestep_embedding(t: Tensor, dim: int) -> Tensor:
+    """Sinusoidal embedding of integer timesteps. t [B] -> [B, dim]"""
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(dim // 2, device=t.device) / (dim // 2))
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def camera_features(camera: Tensor) -> Tensor:
+    """(azimuth, elevation) degrees [B, 2] -> (sin az, cos az, el / 90) [B, 3]"""
+    az = torch.deg2rad(camera[:, 0])
+    return torch.stack([torch.sin(az), torch.cos(az), camera[:, 1] / 90.0], dim=-1)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, groups: int) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, c_out)
+        self.norm2 = nn.GroupNorm(groups, c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.emb(F.silu(emb))[:, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.skip(x) + h
+
+
+class ImageKV(nn.Module):
+    """The adapter layer of one transformer block: keys and values of the image tokens."""
+
+    def __init__(self, image_dim: int, dim: int) -> None:
+        super().__init__()
+        self.to_k_ip = nn.Linear(image_dim, dim, bias=False)
+        self.to_v_ip = nn.Linear(image_dim, dim, bias=False)
+
+
+class SpatialTransformer(nn.Module):
+    """Self-attention, decoupled text/image cross-attention and an MLP over the pixels of a feature map."""
+
+    def __init__(self, channels: int, cfg: ToyUNetConfig) -> None:
+        super().__init__()
+        self.heads = cfg.heads
+        self.norm = nn.GroupNorm(cfg.groups, channels)
+        self.proj_in = nn.Linear(channels, channels)
+        self.norm1 = nn.LayerNorm(channels)
+        self.self_attn = Attention(channels, channels, cfg.heads)
+        self.norm2 = nn.LayerNorm(channels)
+        self.cross = Attention(channels, cfg.text_dim, cfg.heads)
+        self.ip = ImageKV(cfg.image_dim, channels)
+        self.norm3 = nn.LayerNorm(channels)
+        self.mlp = nn.Sequential(nn.Linear(channels, 4 * channels), nn.GELU(), nn.Linear(4 * channels, channels))
+        self.proj_out = nn.Linear(channels, channels)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+
+    def cross_attention(self, x: Tensor, cond: ModelConditions, image_tokens: Tensor | None) -> Tensor:
+        """x [B, N, C] -> [B, N, C]: Attn(q, K_txt, V_txt) + λ_ip·Attn(q, K_img, V_img), only for image rows."""
+        q = self.cross.to_q(x)
+        out = attend(q, self.cross.to_k(cond.text), self.cross.to_v(cond.text), self.heads, cond.text_mask)
+        if image_tokens is not None:
+            rows = cond.image_rows
+            ip = attend(q[rows], self.ip.to_k_ip(image_tokens), self.ip.to_v_ip(image_tokens), self.heads)
+            out = out.index_add(0, rows, cond.image_scale[:, None, None].to(ip.dtype) * ip)
+        return self.cross.to_out(out)
+
+    def forward(self, x: Tensor, cond: ModelConditions, image_tokens: Tensor | None) -> Tensor:
+        b, c, hgt, wid = x.shape
+        h = self.proj_in(self.norm(x).flatten(2).transpose(1, 2))  # [B, HW, C]
+        n = self.norm1(h)
+        h = h + self.self_attn(n, n)
+        h = h + self.cross_attention(self.norm2(h), cond, image_tokens)
+        h = h + self.mlp(self.norm3(h))
+        return x + self.proj_out(h).transpose(1, 2).reshape(b, c, hgt, wid)
+
+
+class ImageEncoder(nn.Module):
+    """A small CNN: image [R, 3, S, S] in [0, 1] -> grid² LayerNorm'd tokens [R, grid², image_dim].
+
+    The LayerNorm keeps the tokens of mostly-white renders from collapsing to a near-constant vector
+    (a trial without it learned nothing in the image branch; see ENVIRONMENT.md)."""
+
+    def __init__(self, cfg: ToyUNetConfig) -> None:
+        super().__init__()
+        d = cfg.image_dim
+        self.grid = cfg.image_grid
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(32, 64, 4, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(64, d, 4, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(d, d, 3, padding=1),
+        )
+        self.pos = nn.Parameter(torch.randn(cfg.image_grid**2, d) * 0.02)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, image: Tensor) -> Tensor:
+        h = F.adaptive_avg_pool2d(self.net(2.0 * image - 1.0), self.grid)  # [R, d, g, g]
+        return self.norm(h.flatten(2).transpose(1, 2) + self.pos)
+
+
+class Level(nn.Module):
+    """One resolution level: residual blocks, an optional transformer block, a resampler."""
+
+    def __init__(self, res: list[ResBlock], attn: SpatialTransformer | None, sample: nn.Module) -> None:
+        super().__init__()
+        self.res = nn.ModuleList(res)
+        self.attn = attn
+        self.sample = sample
+
+
+class ToyUNet(nn.Module):
+    """ε-prediction UNet. ``forward(x [B,3,S,S] in [-1,1] noised, t [B], ModelConditions) -> ε̂ [B,3,S,S]``."""
+
+    def __init__(self, cfg: ToyUNetConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.tokenizer = Tokenizer(cfg.vocabulary, cfg.max_text_len)
+        self.text_encoder = TextEncoder(len(self.tokenizer), cfg.max_text_len, cfg.text_dim, cfg.text_layers,
+                                        cfg.heads)
+        self.image_encoder = ImageEncoder(cfg)
+        e, g, ch = cfg.emb_dim, cfg.groups, cfg.channels
+        self.time_mlp = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e))
+        self.camera_mlp = nn.Sequential(nn.Linear(3, e), nn.SiLU(), nn.Linear(e, e))
+        self.null_camera = nn.Parameter(torch.zeros(e))
+        self.conv_in = nn.Conv2d(3, ch[0], 3, padding=1)
+
+        def attn(level: int) -> SpatialTransformer | None:
+            return SpatialTransformer(ch[level], cfg) if cfg.attention[level] else None
+
+        last = len(ch) - 1
+        self.down = nn.ModuleList()
+        c_prev = ch[0]
+        for i, c in enumerate(ch):
+            res = [ResBlock(c_prev if j == 0 else c, c, e, g) for j in range(cfg.res_blocks)]
+            down = nn.Conv2d(c, c, 3, stride=2, padding=1) if i < last else nn.Identity()
+            self.down.append(Level(res, attn(i), down))
+            c_prev = c
+        self.mid = Level([ResBlock(ch[-1], ch[-1], e, g), ResBlock(ch[-1], ch[-1], e, g)], attn(last),
+                         nn.Identity())
+        self.up = nn.ModuleList()
+        for i in reversed(range(len(ch))):
+            res = [ResBlock(c_prev + ch[i] if j == 0 else ch[i], ch[i], e, g) for j in range(cfg.res_blocks + 1)]
+            up = nn.Upsample(scale_factor=2, mode="nearest") if i > 0 else nn.Identity()
+            self.up.append(Level(res, attn(i), up))
+            c_prev = ch[i]
+        self.norm_out = nn.GroupNorm(g, ch[0])
+        self.conv_out = nn.Conv2d(ch[0], 3, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def encode_text(self, texts: list[str]) -> tuple[Tensor, Tensor]:
+        """Captions -> tokens [B, L, text_dim] and mask [B, L]."""
+        return self.text_encoder(self.tokenizer(texts).to(self.conv_in.weight.device))
+
+    def adapter_layers(self) -> dict[str, ImageKV]:
+        """Every adapter layer (image K/V projections) by name, e.g. ``"up.1.attn.ip"``, in forward order."""
+        return {name: m for name, m in self.named_modules() if isinstance(m, ImageKV)}
+
+    def forward(self, x: Tensor, t: Tensor, cond: ModelConditions) -> Tensor:
+        emb = self.time_mlp(timestep_embedding(t, self.config.emb_dim))
+        cam = torch.where(cond.camera_mask[:, None], self.camera_mlp(camera_features(cond.camera)),
+                          self.null_camera)
+        emb = emb + cam
+        image_tokens = self.image_encoder(cond.image) if cond.image_rows.numel() else None
+
+        def run(level: Level, h: Tensor, skip: Tensor | None = None) -> Tensor:
+            for k, block in enumerate(level.res):
+                h = block(torch.cat([h, skip], dim=1) if k == 0 and skip is not None else h, emb)
+            return level.attn(h, cond, image_tokens) if level.attn is not None else h
+
+        h = self.conv_in(x)
+        skips = []
+        for level in self.down:
+            h = run(level, h)
+            skips.append(h)
+            h = level.sample(h)
+        h = run(self.mid, h)
+        for level in self.up:
+            h = level.sample(run(level, h, skips.pop()))
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+__all__ = ["ImageKV", "ModelConditions", "ToyUNet", "ToyUNetConfig"]
