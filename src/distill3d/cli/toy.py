@@ -12,6 +12,7 @@ _TOY_COMMANDS: dict[str, str] = {
     "words": "distill3d.cli.toy_world:words",
     "train": "distill3d.cli.toy_prior:train",
     "sample": "distill3d.cli.toy_prior:sample",
+    "report": "distill3d.cli.toy_prior:report",
     "judge-train": "distill3d.cli.toy_judge:judge_train",
     "judge-report": "distill3d.cli.toy_judge:judge_report",
     "judge": "distill3d.cli.toy_judge:judge",

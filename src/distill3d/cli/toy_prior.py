@@ -88,3 +88,40 @@ def sample(prompt: str, guidance: float, n: int, seed: int, steps: int, out: Pat
         save_png(frames[k], out / f"sample_{k:02d}.png")
     save_png(image_grid(frames), out / "grid.png")
     click.echo(f"wrote {n} images and grid.png to {out}")
+
+
+@click.command()
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="Weights file (default: the shipped toy prior).")
+@click.option("--samples", type=click.IntRange(1), default=8, show_default=True, help="Samples per caption.")
+@click.option("--pairs", type=click.IntRange(1), default=8, show_default=True,
+              help="Held-out captions per relation.")
+@click.option("--cfg", "guidance", type=float, default=5.0, show_default=True, help="CFG scale.")
+@click.option("--steps", type=click.IntRange(1), default=50, show_default=True, help="DDIM steps.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks/results/toy_prior_report.json"),
+              show_default=True, help="JSON report (a .md table is written beside it).")
+def report(weights: Path | None, samples: int, pairs: int, guidance: float, steps: int, threads: int | None,
+           out: Path) -> None:
+    """Measure the toy prior with the judge on held-out captions (accuracy per caption kind, face view
+    consistency, image-branch reconstruction MSE)."""
+    import dataclasses
+    import shlex
+    import sys
+
+    import torch
+
+    from distill3d.core.io import write_json_atomic, write_text_atomic
+    from distill3d.priors.toy.prior import ToyPrior
+    from distill3d.priors.toy.report import ReportConfig, prior_report, report_markdown
+    from distill3d.toyworld.judge import Judge
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = ReportConfig(samples_per_caption=samples, pairs_per_relation=pairs, cfg=guidance, steps=steps)
+    result = prior_report(ToyPrior.load(weights), Judge.load(), cfg, progress=lambda what: click.echo(f"  {what}"))
+    command = "distill3d " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    write_json_atomic(out, {"command": command, "config": dataclasses.asdict(cfg), **dataclasses.asdict(result)})
+    md = report_markdown(result, command)
+    write_text_atomic(out.with_suffix(".md"), md)
+    click.echo(md)
