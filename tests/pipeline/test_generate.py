@@ -59,19 +59,28 @@ class _Stop(Exception):
     pass
 
 
-@pytest.mark.parametrize("method", ["sds", "anchords-finetune"])
-def test_resume_continues_bit_for_bit(method, tmp_path):
-    raw = {**FAST, "steps": "4", "checkpoint_every": "2"}
+def _crash_at_step_3(step, log):
+    if step == 3:
+        raise _Stop
+
+
+def _interrupted_run(cfg, rest, out, prior):
+    """Start a run and kill it at step 3 (its last checkpoint is at step 2)."""
+    with pytest.raises(_Stop):
+        optimise(PROMPT, cfg, build_method(cfg, rest), prior, out, on_step=_crash_at_step_3)
+
+
+def _straight_and_resumed(method, raw, tmp_path):
     cfg, rest = resolve_run_config(method, raw)
     straight, _ = optimise(PROMPT, cfg, build_method(cfg, rest), make_tiny_prior(), tmp_path / "a")
-
-    def crash(step, log):
-        if step == 3:
-            raise _Stop
-
-    with pytest.raises(_Stop):
-        optimise(PROMPT, cfg, build_method(cfg, rest), make_tiny_prior(), tmp_path / "b", on_step=crash)
+    _interrupted_run(cfg, rest, tmp_path / "b", make_tiny_prior())
     resumed, state = optimise(PROMPT, cfg, build_method(cfg, rest), make_tiny_prior(), tmp_path / "b", resume=True)
+    return straight, resumed, state
+
+
+@pytest.mark.parametrize("method", ["sds", "anchords-finetune"])
+def test_resume_continues_bit_for_bit(method, tmp_path):
+    straight, resumed, state = _straight_and_resumed(method, {**FAST, "steps": "4", "checkpoint_every": "2"}, tmp_path)
     assert state.step == 4
     for name, p in straight.named_parameters():
         assert torch.equal(p, dict(resumed.named_parameters())[name]), name
@@ -82,13 +91,7 @@ def test_earlier_results_are_never_overwritten(tmp_path, tiny_prior):
     with pytest.raises(UserError, match="finished run"):
         _run("sds", tmp_path / "r", tiny_prior)
     cfg, rest = resolve_run_config("sds", {**FAST, "steps": "4", "checkpoint_every": "2"})
-
-    def crash(step, log):
-        if step == 3:
-            raise _Stop
-
-    with pytest.raises(_Stop):
-        optimise(PROMPT, cfg, build_method(cfg, rest), tiny_prior, tmp_path / "u", on_step=crash)
+    _interrupted_run(cfg, rest, tmp_path / "u", tiny_prior)
     with pytest.raises(UserError, match="--resume"):
         _run("sds", tmp_path / "u", tiny_prior)
     with pytest.raises(UserError, match="nothing to resume"):
@@ -120,14 +123,5 @@ def test_radiance_field_run_and_resume(tmp_path, tiny_prior):
     result = _run("anchords", tmp_path / "rf", tiny_prior, representation="radiance", grid_resolution="12")
     assert (result.out_dir / "radiance.safetensors").is_file() and not (result.out_dir / "gaussians.ply").exists()
     raw = {**FAST, "steps": "4", "checkpoint_every": "2", "representation": "radiance", "grid_resolution": "12"}
-    cfg, rest = resolve_run_config("sds", raw)
-    straight, _ = optimise(PROMPT, cfg, build_method(cfg, rest), make_tiny_prior(), tmp_path / "a")
-
-    def crash(step, log):
-        if step == 3:
-            raise _Stop
-
-    with pytest.raises(_Stop):
-        optimise(PROMPT, cfg, build_method(cfg, rest), make_tiny_prior(), tmp_path / "b", on_step=crash)
-    resumed, _ = optimise(PROMPT, cfg, build_method(cfg, rest), make_tiny_prior(), tmp_path / "b", resume=True)
+    straight, resumed, _ = _straight_and_resumed("sds", raw, tmp_path)
     assert torch.equal(straight.density, resumed.density) and torch.equal(straight.features, resumed.features)
