@@ -19,7 +19,7 @@ import click
 @click.option("--steps", type=click.IntRange(1), default=None, help="Optimisation steps (default: the preset's).")
 @click.option("--seed", type=int, default=None, help="Seed (default: the preset's).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a preset field, e.g. --set views_per_step=2 --set cfg_scale=50.")
+              help="Override a preset field, e.g. --set views_per_step=2 --set guidance_scale=50.")
 @click.option("--resume", is_flag=True, help="Continue an unfinished run in --out from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate(prompt: str, method: str, out_dir: str, prior_kind: str, model: str | None, ip_adapter: str | None,

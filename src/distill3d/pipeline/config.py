@@ -1,9 +1,9 @@
 """Typed, flat run presets and ``--set key=value`` overrides.
 
 A run is described by a :class:`RunConfig` (the loop's own settings) plus the guidance method's config
-overrides (fields of the method's config dataclass, e.g. ``cfg_scale``). ``--set`` keys that name a
+overrides (fields of the method's config dataclass, e.g. ``guidance_scale``). ``--set`` keys that name a
 RunConfig field change the run; any other key is handed to the method's factory, which rejects unknown
-fields. Values are parsed with the field's type: ``--set steps=300 --set cfg_scale=50``.
+fields. Values are parsed with the field's type: ``--set steps=300 --set guidance_scale=50``.
 """
 
 from __future__ import annotations
