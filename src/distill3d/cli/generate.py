@@ -52,20 +52,15 @@ def generate(prompt: str, method: str, out_dir: str, prior_kind: str, model: str
 @click.command()
 def methods() -> None:
     """List the guidance methods and their presets."""
-    import dataclasses
-
     from distill3d.guidance import METHODS
-    from distill3d.pipeline.config import METHOD_PRESETS, RunConfig
+    from distill3d.pipeline.config import GENERATE_METHODS, RunConfig
 
-    base = RunConfig()
+    cfg = RunConfig()
+    click.echo(f"run preset (every method): steps={cfg.steps} views_per_step={cfg.views_per_step} "
+               f"representation={cfg.representation} densify={cfg.densify} (see --set)")
     for name, entry in METHODS.items():
         click.echo(f"{name}: {entry.description}")
-        if name in METHOD_PRESETS:
-            run_over, method_over = METHOD_PRESETS[name]
-            cfg = dataclasses.replace(base, **run_over)
-            click.echo(f"    run: steps={cfg.steps} views_per_step={cfg.views_per_step} "
-                       f"representation={cfg.representation} densify={cfg.densify}"
-                       + "".join(f" {k}={v}" for k, v in method_over.items()))
+        if name in GENERATE_METHODS:
             click.echo(f"    method: {entry.factory().config}")
         else:
             click.echo("    (editing method: used with a source asset; not a 'generate' method)")

@@ -31,7 +31,6 @@ DEFAULT_PROMPTS = (
     "a purple torus next to a gray cube", "a red cube next to a blue sphere", "an orange cone next to a green sphere",
     "a yellow face", "a blue face",
 )
-GENERATION_METHODS = ("sds", "anchords", "anchords-filter", "anchords-finetune", "isd", "uds")
 
 
 @dataclass(frozen=True)

@@ -54,19 +54,11 @@ class RunConfig:
     mesh_resolution: int = 64  # marching-cubes grid side
 
 
-#: Default run settings per CLI method name: what differs from RunConfig, and method config overrides.
-METHOD_PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "sds": ({}, {}),
-    "anchords": ({}, {}),
-    "anchords-filter": ({}, {}),
-    "anchords-finetune": ({}, {}),
-    "isd": ({}, {}),
-    "uds": ({}, {}),
-    "sds-bridge": ({}, {}),
-    "csd": ({}, {}),
-    "nfsd": ({}, {}),
-    "ism": ({}, {}),
-}
+#: The methods ``generate`` runs. Every one uses RunConfig's loop settings; its own hyperparameters (CFG,
+#: timesteps, weighting, λ_ip, ...) are the defaults of its config dataclass in ``distill3d.guidance``.
+#: Editing methods (uds-edit, dds) need a source asset and are not listed.
+GENERATE_METHODS: tuple[str, ...] = ("sds", "anchords", "anchords-filter", "anchords-finetune", "isd", "uds",
+                                     "sds-bridge", "csd", "nfsd", "ism")
 
 
 def _parse_value(text: str, kind: Any, key: str) -> Any:
@@ -121,17 +113,15 @@ def method_config_overrides(config_cls: type, raw: dict[str, str]) -> dict[str, 
 
 def resolve_run_config(method: str, raw: dict[str, str]) -> tuple[RunConfig, dict[str, str]]:
     """The preset of ``method`` with run-level overrides applied; returns the method-level rest."""
-    if method not in METHOD_PRESETS:
-        raise UserError(f"unknown method {method!r}; choose one of {', '.join(METHOD_PRESETS)}")
-    run_over, method_over = METHOD_PRESETS[method]
+    if method not in GENERATE_METHODS:
+        raise UserError(f"unknown method {method!r}; choose one of {', '.join(GENERATE_METHODS)}")
     typed, rest = typed_overrides(RunConfig, raw)
-    cfg = replace(RunConfig(), method=method, **run_over, **typed)
+    cfg = replace(RunConfig(), method=method, **typed)
     if cfg.representation not in ("gaussians", "radiance"):
         raise UserError(f"representation must be 'gaussians' or 'radiance', got {cfg.representation!r}")
     if cfg.steps < 1 or cfg.views_per_step < 1:
         raise UserError("steps and views_per_step must be at least 1")
-    merged = {k: str(v) for k, v in method_over.items()} | rest
-    return cfg, merged
+    return cfg, rest
 
 
-__all__ = ["METHOD_PRESETS", "RunConfig", "method_config_overrides", "parse_overrides", "resolve_run_config"]
+__all__ = ["GENERATE_METHODS", "RunConfig", "method_config_overrides", "parse_overrides", "resolve_run_config"]
