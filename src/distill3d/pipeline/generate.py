@@ -28,7 +28,6 @@ from distill3d.export.obj import write_obj
 from distill3d.export.ply import save_gaussians_ply
 from distill3d.export.radiance import save_radiance_field
 from distill3d.export.views import render_views, save_turntable
-from distill3d.guidance import METHODS
 from distill3d.pipeline.config import RunConfig
 from distill3d.pipeline.loop import CHECKPOINT, LoopState, build_method, describe_config, optimise
 from distill3d.pipeline.priors import DEFAULT_PRIOR, PriorSpec, load_prior
@@ -89,9 +88,7 @@ def generate(prompt: str, cfg: RunConfig, method_overrides: dict[str, str], out_
     out_dir = Path(out_dir)
     check_prompt(prompt, prior_spec.kind)
     check_out_dir(out_dir, resume)
-    method = build_method(cfg, method_overrides)
-    if cfg.method not in METHODS:
-        raise UserError(f"unknown method {cfg.method!r}")
+    method = build_method(cfg, method_overrides)  # raises UserError for an unknown method or --set key
     prior = prior if prior is not None else load_prior(prior_spec)
     out_dir.mkdir(parents=True, exist_ok=True)
     preset = describe_config(cfg, method) | {"prior": dataclasses.asdict(prior_spec)}
