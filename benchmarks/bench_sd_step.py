@@ -1,19 +1,19 @@
-"""Cost of AnchorDS' image-anchored source branch on a full-size Stable Diffusion 1.5 UNet.
+"""Cost of one AnchorDS step against one SDS step on full-size Stable Diffusion 1.5 (random weights).
 
-Builds SD 1.5's UNet (860 M parameters), IP-Adapter-Plus (CLIP ViT-H/14 image encoder, Resampler, image
-K/V projections in every cross-attention layer) with RANDOM weights (nothing is downloaded: the cost of a
-step does not depend on the weights) and times, at 64x64 latents, through ``StableDiffusionPrior``:
+Builds SD 1.5's UNet (860 M parameters) and VAE (84 M), IP-Adapter-Plus (CLIP ViT-H/14 image encoder,
+Resampler, image K/V projections in every cross-attention layer) with RANDOM weights (nothing is
+downloaded: the cost of a step does not depend on the weights; text states are random tensors standing in
+for the cached CLIP text states) and times, through ``StableDiffusionPrior`` and the real guidance methods:
 
-- ``sds``:       one batched prediction of 2 rows, [y, ∅] (cond + uncond);
-- ``anchords``:  one batched prediction of 2 rows, [y, (∅, render, λ_ip=0.5)], which includes encoding
-                 the render with the CLIP image encoder and the Resampler;
-- ``finetune``:  AnchorDS' fine-tune inner step: one grad-enabled source prediction and the backward pass
-                 into the adapter layer (the last up block's image K/V projections).
+- prior calls alone (no grad): ``call:sds`` = one batched prediction of [y, ∅] per view, ``call:anchords``
+  = one batched prediction of [y, (∅, render, λ_ip=0.5)] per view (includes the CLIP image encoder and the
+  Resampler on the render);
+- whole optimisation steps at 512 px: renders [V, 3, 512, 512] with grad → VAE encode → method →
+  surrogate-loss backward into the renders → the method's inner step, for ``sds``, ``anchords`` and
+  ``anchords-finetune`` (pixel L_rec of the same call, which back-propagates through the VAE decoder) and
+  ``anchords-finetune-latent`` (the authors' latent MSE with one fresh-noise call).
 
-The VAE is a small random one (encode/decode are not timed) and text embeddings are random (they are
-cached by the prior, so they are not part of a step). Writes JSON to --out.
-
-    python benchmarks/bench_sd_step.py --out bench_sd_step.json            # full size (GPU machine)
+    python benchmarks/bench_sd_step.py --out bench_sd_step.json            # full size (GPU or CPU)
     python benchmarks/bench_sd_step.py --tiny --out /tmp/bench_tiny.json   # a seconds-long check on CPU
 """
 
@@ -22,14 +22,21 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass
 
 import torch
 
+from distill3d.core.cameras import Cameras
 from distill3d.core.io import write_json_atomic
+from distill3d.guidance import METHODS, GuidanceInput, surrogate_loss
+from distill3d.guidance.anchords import AnchorDS, AnchorDSConfig, FinetuneConfig
 from distill3d.priors.base import Condition
 from distill3d.priors.sd import StableDiffusionConfig, StableDiffusionPrior
+
+PROMPT = "a prompt"
+STEP_METHODS = ("sds", "anchords", "anchords-finetune", "anchords-finetune-latent")
 
 
 @dataclass(frozen=True)
@@ -44,10 +51,12 @@ class Sizes:
     clip_image: int
     clip_patch: int
     resampler_queries: int
+    vae_channels: tuple[int, ...]
 
 
-SD15 = Sizes((320, 640, 1280, 1280), 8, 768, 64, 1280, 32, 16, 224, 14, 16)  # SD 1.5 + IP-Adapter-Plus
-TINY = Sizes((32, 64, 64, 64), 4, 32, 16, 32, 2, 4, 32, 4, 4)
+SD15 = Sizes((320, 640, 1280, 1280), 8, 768, 64, 1280, 32, 16, 224, 14, 16,
+             (128, 256, 512, 512))  # SD 1.5 + IP-Adapter-Plus
+TINY = Sizes((32, 64, 64, 64), 4, 32, 16, 32, 2, 4, 32, 4, 4, (32, 32, 32, 32))
 
 
 @dataclass
@@ -70,8 +79,9 @@ def build_prior(s: Sizes, device: str) -> StableDiffusionPrior:
         down_block_types=("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1),
         cross_attention_dim=s.cross_dim, attention_head_dim=s.heads)
-    vae = AutoencoderKL(block_out_channels=(32,) * n, down_block_types=("DownEncoderBlock2D",) * n,
-                        up_block_types=("UpDecoderBlock2D",) * n, latent_channels=4, norm_num_groups=32)
+    vae = AutoencoderKL(block_out_channels=s.vae_channels, down_block_types=("DownEncoderBlock2D",) * n,
+                        up_block_types=("UpDecoderBlock2D",) * n, latent_channels=4, norm_num_groups=32,
+                        layers_per_block=2, scaling_factor=0.18215)
     encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
         hidden_size=s.clip_width, intermediate_size=4 * s.clip_width, num_hidden_layers=s.clip_layers,
         num_attention_heads=s.clip_heads, image_size=s.clip_image, patch_size=s.clip_patch,
@@ -95,7 +105,8 @@ def build_prior(s: Sizes, device: str) -> StableDiffusionPrior:
                                    safety_checker=None, feature_extractor=None, image_encoder=encoder,
                                    requires_safety_checker=False)
     prior = StableDiffusionPrior.from_pipeline(pipe, config=StableDiffusionConfig(device=device))
-    for text in ("a prompt", ""):  # stands in for cached CLIP text states
+    texts = ["", PROMPT] + [f"{PROMPT}, {v} view" for v in ("front", "side", "back", "overhead")]
+    for text in texts:  # stands in for cached CLIP text states
         prior._text_cache[text] = torch.randn(77, s.cross_dim, device=prior.device, dtype=prior.dtype)
     return prior
 
@@ -128,46 +139,63 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="timed repetitions per step (after 1 warm-up)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--device", default="auto", help="'auto' (CUDA if present), 'cpu' or 'cuda'")
+    ap.add_argument("--views", type=int, default=1, help="views per step (renders of 8 x latent px)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     sizes = TINY if args.tiny else SD15
     prior = build_prior(sizes, args.device)
     dev = prior.device
+    v = args.views
     z = torch.randn(2, 4, sizes.latent, sizes.latent, device=dev)
     t = torch.tensor([500, 500], device=dev)
     render = torch.rand(3, 8 * sizes.latent, 8 * sizes.latent, device=dev)
-    sds = [Condition("a prompt"), Condition("")]
-    anchor = [Condition("a prompt"), Condition("", render, 0.5)]
-    layer = prior.adapter_layer()
-
-    def finetune() -> None:
-        layer.requires_grad_(True)
-        prior.predict_noise(z[:1], t[:1], anchor[1:]).square().mean().backward()
-        layer.requires_grad_(False)
-        layer.zero_grad(set_to_none=True)
-
     with torch.no_grad():
-        timings = [_time("sds", lambda: prior.predict_noise(z, t, sds), args.repeats, dev),
-                   _time("anchords", lambda: prior.predict_noise(z, t, anchor), args.repeats, dev)]
-    timings.append(_time("finetune", finetune, args.repeats, dev))
-    by = {x.name: x for x in timings}
+        calls = [_time("call:sds", lambda: prior.predict_noise(z, t, [Condition(PROMPT), Condition("")]),
+                       args.repeats, dev),
+                 _time("call:anchords", lambda: prior.predict_noise(z, t, [Condition(PROMPT),
+                                                                           Condition("", render, 0.5)]),
+                       args.repeats, dev)]
+    renders = torch.rand(v, 3, 8 * sizes.latent, 8 * sizes.latent, device=dev)
+    cameras = Cameras.from_angles(torch.linspace(0.0, 270.0, v).tolist(), 15.0)
+    generator = torch.Generator().manual_seed(0)
+
+    def step_fn(method):
+        def step() -> None:
+            images = renders.clone().requires_grad_(True)
+            latents = prior.encode(images)
+            inp = GuidanceInput(latents.detach(), images.detach(), cameras, PROMPT, step=0, total_steps=1000)
+            out = method(prior, inp, generator)
+            surrogate_loss(latents, out.grad).backward()
+            method.inner_step(prior, inp, out, generator)
+        return step
+
+    methods = {name: METHODS[name].factory() for name in STEP_METHODS[:3]}
+    methods["anchords-finetune-latent"] = AnchorDS(AnchorDSConfig(finetune=FinetuneConfig(loss="latent")))
+    steps = []
+    for name in STEP_METHODS:
+        steps.append(_time(f"step:{name}", step_fn(methods[name]), args.repeats, dev))
+        prior.adapter_layer().requires_grad_(False)  # the fine-tune switched it on
+    timings = calls + steps
+    by = {x.name: x.median_s for x in timings}
     result = {
-        "model": "tiny random" if args.tiny else "SD 1.5 UNet + IP-Adapter-Plus (ViT-H/14), random weights",
-        "device": str(dev), "dtype": str(prior.dtype), "threads": args.threads,
-        "latent": sizes.latent, "unet_params_M": sum(p.numel() for p in prior.unet.parameters()) / 1e6,
-        "adapter_layer_params_M": sum(p.numel() for p in layer.parameters()) / 1e6,
+        "command": "python benchmarks/bench_sd_step.py " + " ".join(sys.argv[1:]),
+        "model": "tiny random" if args.tiny else "SD 1.5 UNet + VAE + IP-Adapter-Plus (ViT-H/14), random weights",
+        "device": str(dev), "dtype": str(prior.dtype), "threads": args.threads, "views": v,
+        "image_px": 8 * sizes.latent, "latent": sizes.latent,
+        "unet_params_M": sum(p.numel() for p in prior.unet.parameters()) / 1e6,
+        "vae_params_M": sum(p.numel() for p in prior.vae.parameters()) / 1e6,
+        "adapter_layer_params_M": sum(p.numel() for p in prior.adapter_layer().parameters()) / 1e6,
         "timings": [asdict(x) for x in timings],
-        "anchords_over_sds": by["anchords"].median_s / by["sds"].median_s,
-        "anchords_plus_finetune_over_sds": (by["anchords"].median_s + by["finetune"].median_s)
-        / by["sds"].median_s,
+        "call_anchords_over_sds": by["call:anchords"] / by["call:sds"],
+        "step_over_sds": {name: by[f"step:{name}"] / by["step:sds"] for name in STEP_METHODS},
     }
     write_json_atomic(args.out, result)
     for x in timings:
-        print(f"{x.name:9s} median {x.median_s:.3f} s  peak {x.peak_mem_mb:.0f} MB")
-    print(f"anchords / sds = {result['anchords_over_sds']:.3f}; "
-          f"(anchords + finetune) / sds = {result['anchords_plus_finetune_over_sds']:.3f}")
-
+        print(f"{x.name:30s} median {x.median_s:.3f} s  peak {x.peak_mem_mb:.0f} MB")
+    print(f"prior call anchords / sds = {result['call_anchords_over_sds']:.3f}")
+    for name, ratio in result["step_over_sds"].items():
+        print(f"step {name} / sds = {ratio:.3f}")
 
 if __name__ == "__main__":
     main()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from itertools import pairwise
 
 import torch
@@ -106,7 +107,10 @@ def test_plain_anchords_trains_nothing():
     prior = TinyPrior()
     method = AnchorDS()
     assert method.trainable_parameters(prior) == []
-    assert method.inner_step(prior, make_input(prior), torch.tensor([100, 100, 100]), torch.Generator()) is None
+    inp = make_input(prior)
+    out = method(prior, inp, torch.Generator().manual_seed(0))
+    assert out.extras.finetune_loss is None
+    assert method.inner_step(prior, inp, out, torch.Generator()) is None
 
 
 def test_finetune_inner_step_updates_the_adapter_layer_only():
@@ -118,24 +122,64 @@ def test_finetune_inner_step_updates_the_adapter_layer_only():
     mix_before = prior.mix.clone()
     inp = make_input(prior)
     out = method(prior, inp, torch.Generator().manual_seed(0))
+    assert out.num_prior_calls == 1 and out.num_prior_evals == 6  # the same one call as plain AnchorDS
     calls = prior.calls
-    step = method.inner_step(prior, inp, out.t, torch.Generator().manual_seed(1))
-    assert prior.calls == calls + 1 and step.num_prior_calls == 1 and step.num_prior_evals == 3
+    step = method.inner_step(prior, inp, out, torch.Generator().manual_seed(1))
+    assert prior.calls == calls and step.num_prior_calls == 0 and step.num_prior_evals == 0  # reuses the call
+    torch.testing.assert_close(torch.tensor(step.loss), out.extras.l_rec.mean())  # the reported L_rec (Eq. 13)
     assert all(not torch.equal(b, p) for b, p in zip(before, params))
     assert torch.equal(prior.mix, mix_before)
     assert inp.latents.grad is None
 
 
+def test_finetune_gradient_is_the_gradient_of_eq13_wrt_the_adapter_layer():
+    """The pixel fine-tune's update direction is ∂L_rec/∂θ of the guidance step's own source rows."""
+    prior = TinyPrior()
+    method = AnchorDS(AnchorDSConfig(finetune=FinetuneConfig(lr=1e-3)))
+    inp = make_input(prior)
+    out = method(prior, inp, torch.Generator().manual_seed(3))
+    out.extras.finetune_loss.backward(retain_graph=True)
+    got = [p.grad.clone() for p in method.trainable_parameters(prior)]
+    t, eps = replay(prior, AnchorDSConfig().timesteps, inp, 3)
+    for p in method.trainable_parameters(prior):
+        p.grad = None
+    losses = []
+    for i in range(3):
+        a = abar(prior, int(t[i]))
+        z_t = noised(inp.latents[i].detach(), eps[i], a)
+        recon, _ = _reconstruction(prior, z_t, int(t[i]), a, inp.images[i])
+        losses.append(((recon - inp.images[i]) ** 2).mean())
+    torch.stack(losses).mean().backward()
+    for g, p in zip(got, method.trainable_parameters(prior)):
+        torch.testing.assert_close(g, p.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_latent_finetune_makes_one_fresh_noise_call():
+    prior = TinyPrior()
+    method = AnchorDS(AnchorDSConfig(finetune=FinetuneConfig(loss="latent")))
+    inp = make_input(prior)
+    out = method(prior, inp, torch.Generator().manual_seed(0))
+    assert out.extras.finetune_loss is None
+    calls = prior.calls
+    step = method.inner_step(prior, inp, out, torch.Generator().manual_seed(1))
+    assert prior.calls == calls + 1 and step.num_prior_calls == 1 and step.num_prior_evals == 3
+
+
 def _finetune_curve(loss: str) -> list[float]:
+    """Fine-tune steps on a fixed batch (fixed noise: the same generator seed each time)."""
     prior = TinyPrior()
     method = AnchorDS(AnchorDSConfig(finetune=FinetuneConfig(lr=0.1, loss=loss)))
     inp = make_input(prior)
-    t = torch.tensor([150, 300, 450])
     losses = []
     for _ in range(6):
-        losses.append(method.inner_step(prior, inp, t, torch.Generator().manual_seed(0)).loss)  # fixed batch
-    with torch.no_grad():
-        losses.append(float(method.finetune_loss(prior, inp, t, torch.Generator().manual_seed(0))))
+        out = method(prior, inp, torch.Generator().manual_seed(0))
+        losses.append(method.inner_step(prior, inp, out, torch.Generator().manual_seed(0)).loss)
+    out = method(prior, inp, torch.Generator().manual_seed(0))
+    if loss == "pixel":
+        losses.append(float(out.extras.l_rec.mean()))
+    else:
+        with torch.no_grad():
+            losses.append(float(method.finetune_loss(prior, inp, out.t, torch.Generator().manual_seed(0))))
     return losses
 
 
@@ -148,3 +192,112 @@ def test_finetune_decreases_pixel_l_rec_on_a_fixed_batch():
 def test_finetune_decreases_latent_mse_on_a_fixed_batch():
     losses = _finetune_curve("latent")
     assert losses[-1] < 0.97 * losses[0], losses
+
+
+def test_finetune_keeps_one_optimizer_when_the_prior_hands_out_fresh_layer_containers():
+    """StableDiffusionPrior.adapter_layer builds a new ModuleList each call: Adam's state must survive."""
+
+    class FreshContainers(TinyPrior):
+        def adapter_layer(self, name=None):
+            return torch.nn.ModuleList([self.adapter])
+
+    prior = FreshContainers()
+    method = METHODS["anchords-finetune"].factory()
+    inp = make_input(prior)
+    for seed in range(3):
+        out = method(prior, inp, torch.Generator().manual_seed(seed))
+        method.inner_step(prior, inp, out, torch.Generator())
+    states = method.state_dict(prior)["optimizer"]["state"]
+    assert states and all(int(s["step"]) == 3 for s in states.values())
+
+
+# ---- ControlNet anchors: the render's control map joins the image on the anchored branches ----------------
+
+
+class _RecordingPrior(TinyPrior):
+    """TinyPrior with a "ControlNet" that keeps the conditions of every call."""
+
+    def __init__(self) -> None:
+        super().__init__(control_kind="normal")
+        self.seen: list[list[Condition]] = []
+
+    def predict_noise(self, z_t, t, conditions):
+        self.seen.append(list(conditions))
+        return super().predict_noise(z_t, t, conditions)
+
+
+def _with_maps(prior: TinyPrior) -> tuple:
+    inp = make_input(prior)
+    maps = torch.rand(3, 3, prior.image_size, prior.image_size, generator=torch.Generator().manual_seed(11))
+    return dataclasses.replace(inp, control=maps), maps
+
+
+def test_paper_form_anchors_only_the_source_on_the_control_map():
+    prior = _RecordingPrior()
+    inp, maps = _with_maps(prior)
+    out = AnchorDS(AnchorDSConfig(control_scale=0.8))(prior, inp, torch.Generator().manual_seed(2))
+    target, source = prior.seen[-1][:3], prior.seen[-1][3:]
+    assert all(c.control is None and c.control_scale == 0 for c in target)  # Eq. 11: ε̂(z_t; t, y)
+    assert all(torch.equal(c.control, m) and c.control_scale == 0.8 and c.image_scale == 0.5
+               for c, m in zip(source, maps))
+    t, eps = replay(prior, AnchorDSConfig().timesteps, inp, 2)
+    for i in range(3):
+        ti, a = int(t[i]), abar(prior, int(t[i]))
+        z_t = noised(inp.latents[i].detach(), eps[i], a)
+        e_tgt = one(prior, z_t, ti, Condition(f"{PROMPT}, {VIEW_NAMES[i]} view"))
+        e_src = one(prior, z_t, ti, Condition("", inp.images[i], 0.5, control=maps[i], control_scale=0.8))
+        torch.testing.assert_close(out.grad[i], (1 - a) * (e_tgt - e_src), rtol=1e-5, atol=1e-6)
+        recon = prior.decode(x0(z_t, e_src, a)[None])[0]  # Eq. 12 from the map-anchored source
+        torch.testing.assert_close(out.extras.reconstruction[i], recon, rtol=1e-5, atol=1e-5)
+    without = AnchorDS(AnchorDSConfig(control_scale=0.8))(prior, make_input(prior),
+                                                         torch.Generator().manual_seed(2))
+    assert (without.grad - out.grad).abs().max() > 1e-4  # the maps did change the source
+
+
+def test_code_form_anchors_both_branches_and_the_reconstruction_row_on_the_map():
+    prior = _RecordingPrior()
+    inp, maps = _with_maps(prior)
+    method = AnchorDS(AnchorDSConfig(form=CodeForm(negative_prompt="blurry")))
+    method(prior, inp, torch.Generator().manual_seed(4))
+    rows = prior.seen[-1]
+    assert len(rows) == 9
+    for group in (rows[:3], rows[3:6], rows[6:]):  # target y, source y_neg, ε̂(∅, I) for Eq. 12
+        assert all(torch.equal(c.control, m) and c.control_scale == 1.0 and c.image_scale == 0.5
+                   for c, m in zip(group, maps))
+
+
+def test_control_scale_zero_is_exactly_no_maps():
+    prior = TinyPrior(control_kind="depth")
+    inp, _ = _with_maps(prior)
+    method = AnchorDS(AnchorDSConfig(control_scale=0.0))
+    got = method(prior, inp, torch.Generator().manual_seed(3))
+    want = method(prior, dataclasses.replace(inp, control=None), torch.Generator().manual_seed(3))
+    assert torch.equal(got.grad, want.grad)
+
+
+def test_the_loop_hands_the_method_the_renders_maps_of_the_priors_kind(tmp_path, monkeypatch):
+    from distill3d.pipeline import loop
+    from distill3d.pipeline.config import resolve_run_config
+
+    calls, inputs = [], []
+    real = loop.control_maps
+
+    def recording_maps(out, cams, kind):
+        calls.append((out, cams, kind, real(out, cams, kind)))
+        return calls[-1][3]
+
+    class Recording(AnchorDS):
+        def __call__(self, prior, inp, generator):
+            inputs.append(inp)
+            return super().__call__(prior, inp, generator)
+
+    monkeypatch.setattr(loop, "control_maps", recording_maps)
+    cfg, _ = resolve_run_config("anchords", {"steps": "1", "views_per_step": "2", "num_gaussians": "100",
+                                             "checkpoint_every": "0", "preview_every": "0"})
+    loop.optimise(PROMPT, cfg, Recording(), TinyPrior(control_kind="depth"), tmp_path / "maps")
+    (out, cams, kind, maps), inp = calls[0], inputs[0]
+    assert kind == "depth" and cams is inp.cameras and inp.control is maps
+    assert torch.equal(out.image.detach(), inp.images)
+    assert maps.shape == (2, 3, 16, 16) and not maps.requires_grad
+    loop.optimise(PROMPT, cfg, Recording(), TinyPrior(), tmp_path / "plain")  # no ControlNet: no maps
+    assert len(calls) == 1 and inputs[1].control is None

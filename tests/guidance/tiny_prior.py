@@ -1,10 +1,12 @@
 """A tiny analytic prior implementing ``distill3d.priors.base.Prior`` for guidance tests.
 
-    ε̂(z_t; t, text, I, λ, π) = tanh(A z_t + e(text) + (t/T)·τ + K·cam(π) + λ·Adapter(pool(I)))
+    ε̂(z_t; t, text, I, λ, π, M, κ) = tanh(A z_t + e(text) + (t/T)·τ + K·cam(π) + λ·Adapter(pool(I))
+                                          + κ·G pool(M))
 
 A mixes channels per pixel, e(text) is a fixed embedding seeded by the SHA-256 of the text (so ∅ = "" has
 its own), cam(π) = (cos az, sin az, el/90), pool(I) average-pools the image to the latent grid and
-Adapter is a real ``nn.Linear(3, C)`` applied per pixel (the layer AnchorDS' fine-tune trains).
+Adapter is a real ``nn.Linear(3, C)`` applied per pixel (the layer AnchorDS' fine-tune trains). M is a
+control map at ControlNet scale κ (G a fixed [C, 3] matrix), accepted only when ``control_kind`` is set.
 Deterministic, row-independent, and counts its calls and rows.
 """
 
@@ -18,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from distill3d.core.errors import UserError
 from distill3d.priors.base import Condition, alphas_cumprod_scaled_linear
 
 
@@ -25,7 +28,7 @@ class TinyPrior:
     num_timesteps = 1000
     image_size = 16
 
-    def __init__(self, channels: int = 4, seed: int = 0) -> None:
+    def __init__(self, channels: int = 4, seed: int = 0, control_kind: str | None = None) -> None:
         g = torch.Generator().manual_seed(seed)
         c = channels
         self.channels = c
@@ -39,6 +42,8 @@ class TinyPrior:
             self.adapter.weight.copy_(torch.randn(c, 3, generator=g) * 0.5)
             self.adapter.bias.copy_(torch.randn(c, generator=g) * 0.1)
         self.adapter.requires_grad_(False)  # a frozen prior; fine-tuning switches it on
+        self.control_kind = control_kind  # None: no "ControlNet", control maps are refused
+        self.control_mat = torch.randn(c, 3, generator=g) * 0.5  # G (drawn last: earlier draws unchanged)
         self._abar = alphas_cumprod_scaled_linear(self.num_timesteps)
         self.calls = 0
         self.rows = 0
@@ -71,6 +76,11 @@ class TinyPrior:
         if cond.image is not None and cond.image_scale != 0.0:
             feat = F.adaptive_avg_pool2d(cond.image[None], (h, w))[0]  # [3, h, w]
             term = term + cond.image_scale * self.adapter(feat.permute(1, 2, 0)).permute(2, 0, 1)
+        if cond.control is not None and cond.control_scale != 0.0:
+            if self.control_kind is None:
+                raise UserError("a condition carries a control map but this prior has no ControlNet")
+            feat = F.adaptive_avg_pool2d(cond.control[None], (h, w))[0]  # [3, h, w]
+            term = term + cond.control_scale * torch.einsum("cd,dhw->chw", self.control_mat, feat)
         return term  # [C, h, w]
 
     def predict_noise(self, z_t: Tensor, t: Tensor, conditions: Sequence[Condition]) -> Tensor:

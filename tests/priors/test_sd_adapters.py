@@ -147,10 +147,24 @@ def test_adapter_layer_is_the_last_up_block_and_trains_through_image_rows(ip):
             p.grad = None
 
 
+@pytest.fixture(scope="module")
+def both(dirs):
+    """IP-Adapter-Plus and ControlNet in one prior."""
+    return StableDiffusionPrior(StableDiffusionConfig(model=str(dirs.sd), ip_adapter=str(dirs.ip_adapter),
+                                                      ip_adapter_weight=IP_WEIGHT,
+                                                      controlnet=str(dirs.controlnet)))
+
+
+def test_control_kind_names_the_map_or_none(prior, ip, cn, both):
+    assert prior.control_kind is None and ip.control_kind is None
+    assert cn.control_kind == "normal" and both.control_kind == "normal"
+
+
 def test_controlnet_map_changes_prediction_and_matches_diffusers(cn, prior):
     normal = _image(12)
     z, t = _latents(3, seed=13), torch.tensor([100, 500, 900])
-    conds = [Condition("a red cube"), Condition("a red cube", normal, 0.8), Condition("", normal, 0.0)]
+    conds = [Condition("a red cube"), Condition("a red cube", control=normal, control_scale=0.8),
+             Condition("", control=normal, control_scale=0.0)]
     got = cn.predict_noise(z, t, conds)
     none = prior.predict_noise(z, t, [Condition("a red cube"), Condition("a red cube"), Condition("")])
     assert torch.equal(got[0], none[0]) and torch.equal(got[2], none[2])  # no map / scale 0: exactly none
@@ -171,14 +185,136 @@ def test_depth_map_with_one_channel_is_repeated(dirs):
                                                        controlnet_kind="depth"))
     d = _image(14)[:1]
     z, t = _latents(1, seed=15), torch.tensor([300])
-    one = depth.predict_noise(z, t, [Condition("a red cube", d, 1.0)])
-    three = depth.predict_noise(z, t, [Condition("a red cube", d.expand(3, -1, -1), 1.0)])
+    assert depth.control_kind == "depth"
+    one = depth.predict_noise(z, t, [Condition("a red cube", control=d, control_scale=1.0)])
+    three = depth.predict_noise(z, t, [Condition("a red cube", control=d.expand(3, -1, -1),
+                                                 control_scale=1.0)])
     assert torch.equal(one, three)
 
 
-def test_ip_adapter_and_controlnet_together_are_refused(dirs):
+def test_control_rows_equal_controlnet_and_unet_called_by_hand(both):
+    """A batch whose map rows have different maps, scales and texts; the image branch is on other rows."""
+    maps = [_image(30), _image(31, size=24)]  # any size: resized to the prior's image size
+    conds = [Condition("a red cube", control=maps[0], control_scale=0.6), Condition("", _image(32), 0.5),
+             Condition("a yellow sphere", control=maps[1], control_scale=1.3)]
+    z, t = _latents(3, seed=33), torch.tensor([150, 450, 850])
+    got = both.predict_noise(z, t, conds)
+    rows = [0, 2]
+    with torch.no_grad():
+        text = both.text_embeddings([conds[i].text for i in rows])
+        cond = torch.stack([both._resize(m[None])[0] for m in maps])  # [2, 3, 32, 32]
+        down, mid = both.controlnet(z[rows], t[rows], encoder_hidden_states=text, controlnet_cond=cond,
+                                    conditioning_scale=1.0, return_dict=False)
+        s = torch.tensor([0.6, 1.3])[:, None, None, None]
+        want = both.unet(z[rows], t[rows], encoder_hidden_states=text,
+                         down_block_additional_residuals=[s * r for r in down],
+                         mid_block_additional_residual=s * mid).sample
+    torch.testing.assert_close(got[rows], want, rtol=1e-5, atol=1e-5)
+
+
+def test_control_scale_zero_is_exactly_no_control(both, ip):
+    z, t, im, m = _latents(2, seed=34), torch.tensor([300, 700]), _image(35), _image(36)
+    plain = [Condition("a red cube"), Condition("", im, 0.5)]
+    zero = [Condition("a red cube", control=m, control_scale=0.0), Condition("", im, 0.5, control=m)]
+    got = both.predict_noise(z, t, zero)
+    assert torch.equal(got, both.predict_noise(z, t, plain))
+    assert torch.equal(got, ip.predict_noise(z, t, plain))  # and the same as a prior without a ControlNet
+    on = both.predict_noise(z, t, [Condition("a red cube", control=m, control_scale=1.0), plain[1]])
+    assert (on[0] - got[0]).abs().max() > 1e-2 and torch.equal(on[1], got[1])
+
+
+def test_ip_adapter_and_controlnet_in_one_call_equal_row_by_row_and_diffusers(both, ref_ip_pipe):
+    conds = [Condition("a red cube"), Condition("", _image(40), 0.5),
+             Condition("a red cube", control=_image(41), control_scale=0.9),
+             Condition("a yellow sphere", _image(42), 1.0, control=_image(43), control_scale=0.7),
+             Condition("", _image(44), 0.0, control=_image(45), control_scale=0.0)]
+    z, t = _latents(5, seed=46), torch.tensor([20, 300, 300, 600, 980])
+    batched = both.predict_noise(z, t, conds)
+    rows = torch.cat([both.predict_noise(z[i:i + 1], t[i:i + 1], [c]) for i, c in enumerate(conds)])
+    torch.testing.assert_close(batched, rows, rtol=1e-5, atol=1e-5)
+    # the row with both: diffusers' stock IP-Adapter UNet plus its ControlNet residuals (text-only ControlNet)
+    c = conds[3]
+    with torch.no_grad():
+        text = both.text_embeddings([c.text])
+        down, mid = both.controlnet(z[3:4], t[3:4], encoder_hidden_states=text,
+                                    controlnet_cond=c.control[None], conditioning_scale=0.7, return_dict=False)
+        ref_ip_pipe.set_ip_adapter_scale(1.0)
+        feats = ref_ip_pipe.image_encoder(clip_preprocess(c.image[None], 32), output_hidden_states=True)
+        want = ref_ip_pipe.unet(z[3:4], t[3:4], encoder_hidden_states=text,
+                                added_cond_kwargs={"image_embeds": [feats.hidden_states[-2][:, None]]},
+                                down_block_additional_residuals=down,
+                                mid_block_additional_residual=mid).sample
+    torch.testing.assert_close(batched[3:4], want, rtol=1e-5, atol=1e-5)
+
+
+def test_image_and_map_without_their_networks_are_refused(ip, cn):
     from distill3d.core.errors import UserError
 
-    with pytest.raises(UserError, match="choose one"):
-        StableDiffusionPrior(StableDiffusionConfig(model=str(dirs.sd), ip_adapter=str(dirs.ip_adapter),
-                                                   controlnet=str(dirs.controlnet)))
+    z, t = _latents(1), torch.tensor([10])
+    with pytest.raises(UserError, match="no ControlNet: configure --controlnet") as info:
+        ip.predict_noise(z, t, [Condition("x", control=_image(50), control_scale=1.0)])
+    assert "\n" not in str(info.value)
+    with pytest.raises(UserError, match="no IP-Adapter: configure --ip-adapter") as info:
+        cn.predict_noise(z, t, [Condition("x", _image(51), 0.5)])
+    assert "\n" not in str(info.value)
+    with pytest.raises(UserError, match="must be \\[3, H, W\\]"):
+        cn.predict_noise(z, t, [Condition("x", control=torch.rand(2, 32, 32), control_scale=1.0)])
+
+
+def test_the_loop_anchors_anchords_on_exact_maps_through_the_controlnet(both, tmp_path, monkeypatch):
+    """One step of `generate`'s loop on IP-Adapter + ControlNet: the source rows carry each render's map."""
+    from distill3d.guidance.anchords import AnchorDS
+    from distill3d.pipeline.config import resolve_run_config
+    from distill3d.pipeline.loop import optimise
+
+    seen, control_rows = [], []
+    real = both._control_residuals
+
+    def spy(z, t, text, rows, conditions):
+        control_rows.append(rows)
+        return real(z, t, text, rows, conditions)
+
+    monkeypatch.setattr(both, "_control_residuals", spy)
+
+    class Recording(AnchorDS):
+        def __call__(self, prior, inp, generator):
+            seen.append(inp)
+            return super().__call__(prior, inp, generator)
+
+    cfg, _ = resolve_run_config("anchords", {"steps": "1", "views_per_step": "2", "num_gaussians": "200",
+                                             "checkpoint_every": "0", "preview_every": "0"})
+    _, state = optimise("a red cube", cfg, Recording(), both, tmp_path)
+    inp = seen[0]
+    assert state.step == 1 and inp.control.shape == (2, 3, 32, 32)
+    assert control_rows == [[2, 3]]  # paper form: rows 0-1 target y, rows 2-3 the anchored source
+    background = (inp.images == 1).all(dim=1)  # white render background
+    assert torch.equal(inp.control.permute(0, 2, 3, 1)[background],
+                       torch.tensor([0.5, 0.5, 1.0]).expand(int(background.sum()), 3))  # NormalBAE flat
+
+
+def test_cli_and_prior_spec_pass_the_controlnet_kind(dirs, monkeypatch):
+    from click.testing import CliRunner
+
+    from distill3d.cli.generate import generate
+    from distill3d.core.errors import UserError
+    from distill3d.pipeline import generate as pipeline_generate
+    from distill3d.pipeline.priors import PriorSpec, load_prior
+
+    depth = load_prior(PriorSpec("sd", str(dirs.sd), controlnet=str(dirs.controlnet), controlnet_kind="depth"))
+    assert depth.control_kind == "depth"
+    assert load_prior(PriorSpec("sd", str(dirs.sd))).control_kind is None  # no ControlNet: no maps
+    with pytest.raises(UserError, match="unknown ControlNet kind 'canny'"):
+        load_prior(PriorSpec("sd", str(dirs.sd), controlnet=str(dirs.controlnet), controlnet_kind="canny"))
+    specs = []
+
+    def fake_run(prompt, cfg, method_overrides, out_dir, spec, **kw):
+        specs.append(spec)
+        raise UserError("stop here")
+
+    monkeypatch.setattr(pipeline_generate, "generate", fake_run)
+    args = ["a cat", "--out", "unused", "--prior", "sd", "--controlnet", "cn-dir", "--controlnet-kind", "depth"]
+    CliRunner().invoke(generate, args)
+    assert specs == [PriorSpec("sd", None, None, "cn-dir", "depth")]
+    CliRunner().invoke(generate, args[:-2])
+    assert specs[-1].controlnet_kind == "normal"
+    assert CliRunner().invoke(generate, [*args[:-1], "canny"]).exit_code == 2  # click's usage error

@@ -42,5 +42,5 @@ def test_one_step_on_stable_diffusion(name, prior):
         assert (out.grad.flatten(1).abs().sum(1) > 0).tolist() == out.extras.keep.tolist()
     else:
         assert images.grad.abs().sum() > 0
-    inner = method.inner_step(prior, inp, out.t, g)
+    inner = method.inner_step(prior, inp, out, g)
     assert (inner is not None) == (name == "anchords-finetune")

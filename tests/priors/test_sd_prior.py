@@ -110,7 +110,7 @@ def test_v_prediction_is_converted_to_epsilon(dirs):
 
 
 def test_image_without_an_adapter_is_refused(prior):
-    with pytest.raises(UserError, match="no IP-Adapter or ControlNet"):
+    with pytest.raises(UserError, match="no IP-Adapter"):
         prior.predict_noise(_latents(1), torch.tensor([10]), [Condition("x", torch.rand(3, 32, 32), 0.5)])
     with pytest.raises(KeyError, match="no IP-Adapter loaded"):
         prior.adapter_layer()

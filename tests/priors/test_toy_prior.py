@@ -9,9 +9,9 @@ import torch
 
 from distill3d.core.errors import UserError
 from distill3d.priors.base import Condition, Prior
+from distill3d.priors.sampling import ddim_timesteps, sample
 from distill3d.priors.toy.model import ToyUNet, ToyUNetConfig
 from distill3d.priors.toy.prior import ToyPrior, config_path
-from distill3d.priors.sampling import ddim_timesteps, sample
 from distill3d.priors.toy.text import BOS, PAD, UNK, Tokenizer
 
 WORDS = ("a", "red", "blue", "gray", "cube", "sphere", "torus", "on", "top", "of", "next", "to", "front",

@@ -53,3 +53,21 @@ def test_train_mode_jitters_samples_eval_mode_does_not():
     torch.manual_seed(1)
     d = render(f, cams, 8)
     assert not torch.equal(c.depth, d.depth)
+
+
+def test_depth_is_camera_space_z_not_distance_along_the_ray():
+    """A camera on +x sees the cube's opaque face x = 1 at z = distance − 1 = 4 in every pixel that hits it."""
+    import torch
+
+    from distill3d.core.cameras import Cameras
+    from distill3d.scene.radiance_field import RadianceFieldConfig, VoxelRadianceField
+
+    field = VoxelRadianceField(RadianceFieldConfig(resolution=8, blob_scale=0.0)).eval()
+    with torch.no_grad():
+        field.density.fill_(200.0)  # opaque everywhere in [-1, 1]^3
+    cams = Cameras.from_angles([0.0], 0.0, distance=5.0, fov=40.0)
+    out = field.render(cams, 24, torch.ones(3))
+    hit = out.alpha[0, 0] > 0.99
+    assert hit.sum() > 100 and not hit.all()  # the face, and the background around it
+    depth = out.depth[0, 0][hit]
+    torch.testing.assert_close(depth, torch.full_like(depth, 4.0), atol=0.03, rtol=0)

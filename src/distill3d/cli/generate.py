@@ -15,7 +15,11 @@ import click
 @click.option("--model", default=None, help="Prior weights: a folder or a cached Hugging Face id ('sd'), "
                                             "or a toy checkpoint file ('toy').")
 @click.option("--ip-adapter", default=None, help="IP-Adapter folder or id ('sd' prior).")
-@click.option("--controlnet", default=None, help="ControlNet folder or id ('sd' prior).")
+@click.option("--controlnet", default=None, help="ControlNet folder or id ('sd' prior); it sees exact maps "
+                                                 "of each render, of --controlnet-kind.")
+@click.option("--controlnet-kind", default="normal", show_default=True, type=click.Choice(["normal", "depth"]),
+              help="The ControlNet's map: 'normal' (e.g. control_v11p_sd15_normalbae) or 'depth' "
+                   "(e.g. control_v11f1p_sd15_depth).")
 @click.option("--steps", type=click.IntRange(1), default=None, help="Optimisation steps (default: the preset's).")
 @click.option("--seed", type=int, default=None, help="Seed (default: the preset's).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -23,8 +27,8 @@ import click
 @click.option("--resume", is_flag=True, help="Continue an unfinished run in --out from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate(prompt: str, method: str, out_dir: str, prior_kind: str, model: str | None, ip_adapter: str | None,
-             controlnet: str | None, steps: int | None, seed: int | None, overrides: tuple[str, ...],
-             resume: bool, quiet: bool) -> None:
+             controlnet: str | None, controlnet_kind: str, steps: int | None, seed: int | None,
+             overrides: tuple[str, ...], resume: bool, quiet: bool) -> None:
     """Generate a 3D asset for PROMPT by score distillation.
 
     With the embedded prior PROMPT is a toy-world caption, e.g. "a blue cone on top of a yellow cube".
@@ -40,7 +44,8 @@ def generate(prompt: str, method: str, out_dir: str, prior_kind: str, model: str
         raw["seed"] = str(seed)
     cfg, method_overrides = resolve_run_config(method, raw)
     result = run(prompt, cfg, method_overrides, out_dir,
-                 PriorSpec(prior_kind, model, ip_adapter, controlnet), resume=resume, progress=not quiet)
+                 PriorSpec(prior_kind, model, ip_adapter, controlnet, controlnet_kind), resume=resume,
+                 progress=not quiet)
     line = f"wrote {result.out_dir} in {result.seconds:.1f} s"
     if result.judge is not None:
         line += f"; judge: {result.judge['match_rate']:.0%} of views match"

@@ -17,15 +17,22 @@ import click
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--image-view", type=click.Choice(["same", "other"]), default="same", show_default=True,
               help="Condition image: the view being denoised, or the scene's other view.")
-@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--p-drop-text", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Probability of dropping the caption (classifier-free dropout).")
+@click.option("--p-drop-image", type=click.FloatRange(0, 1), default=0.4, show_default=True,
+              help="Probability of dropping the image condition.")
+@click.option("--p-drop-camera", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+              help="Probability of dropping the camera.")
+@click.option("--resume", is_flag=True,
+              help="Continue from the checkpoint in --out (the options above may change between phases).")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--checkpoint-minutes", type=float, default=5.0, show_default=True)
 @click.option("--max-minutes", type=float, default=None, help="Stop with a checkpoint after this wall time.")
 @click.option("--export", "export_path", type=click.Path(path_type=Path), default=None,
               help="After training, write the EMA weights (fp16) here, e.g. "
                    "src/distill3d/weights/toy_prior.safetensors.")
-def train(data_dir: Path, out: Path, steps: int, batch: int, seed: int, lr: float, image_view: str, resume: bool,
-          threads: int | None, checkpoint_minutes: float, max_minutes: float | None,
+def train(data_dir: Path, out: Path, steps: int, batch: int, seed: int, lr: float, image_view: str,
+          p_drop_text: float, p_drop_image: float, p_drop_camera: float, resume: bool, threads: int | None, checkpoint_minutes: float, max_minutes: float | None,
           export_path: Path | None) -> None:
     """Train the embedded toy prior on a toy-world dataset (CUDA when available)."""
     import torch
@@ -39,7 +46,8 @@ def train(data_dir: Path, out: Path, steps: int, batch: int, seed: int, lr: floa
     if threads is not None:
         torch.set_num_threads(threads)
     data = load_dataset(data_dir)
-    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, image_view=image_view, seed=seed,
+    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, image_view=image_view, seed=seed, p_drop_text=p_drop_text,
+                      p_drop_image=p_drop_image, p_drop_camera=p_drop_camera,
                       checkpoint_minutes=checkpoint_minutes, max_minutes=max_minutes)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     click.echo(f"training on {device}: {len(data.captions)} scenes at {data.size} px -> {out}")

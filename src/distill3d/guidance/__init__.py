@@ -63,7 +63,7 @@ def _editing(cls: type, config_cls: type) -> Callable[..., GuidanceMethod]:
 
 
 METHODS: dict[str, MethodEntry] = {
-    "sds": MethodEntry("SDS (DreamFusion): w(t)(ε̂_cfg(z_t;y) − ε), CFG 100, view-dependent prompts",
+    "sds": MethodEntry("SDS (DreamFusion): w(t)(ε̂_cfg(z_t;y) − ε), CFG 100, view-dependent prompts (Perp-Neg: --set perp_neg=true)",
                        _preset(SDS, SDSConfig())),
     "anchords": MethodEntry("AnchorDS (Eq. 11): w(t)(ε̂(z_t;y) − ε̂(z_t;∅,I)), source anchored on the render",
                             _preset(AnchorDS, AnchorDSConfig())),

@@ -20,9 +20,11 @@ Variants (options of this one class, named for the CLI by ``distill3d.guidance.M
 - Filter (Eq. 14): ``filter_threshold = γ`` (0.03) zeroes the gradient of every view with L_rec ≥ γ.
 - Fine-tune: ``finetune = FinetuneConfig()`` trains ONE image-adapter layer (``prior.adapter_layer``) with
   its own Adam optimizer, jointly with the 3D parameters: the loop calls :meth:`AnchorDS.inner_step` after
-  each guidance step. Loss "pixel" (default) is the paper's L_rec (Eq. 13) of x̂0 from a grad-enabled
-  ε̂(z_t; ∅, I) with fresh noise at the guidance step's t; loss "latent" is the authors' code: latent MSE
-  between x̂0 from a grad-enabled source-branch prediction (fresh noise, same t) and z.
+  each guidance step with that step's output. Loss "pixel" (default) is the paper's L_rec (Eq. 12-13) of
+  the guidance step itself: the batched call runs with autograd on (only the adapter layer requires grad,
+  so the backward pass stops at that layer), and the inner step back-propagates the very L_rec the
+  diagnostics report — no extra prior evaluation. Loss "latent" is the authors' code: latent MSE between
+  x̂0 from a grad-enabled source-branch prediction with FRESH noise at the same t and z (one more call).
 """
 
 from __future__ import annotations
@@ -50,8 +52,9 @@ from distill3d.guidance.base import (
     clamp_grad,
     finish,
     noise_latents,
-    predict_groups,
+    predict_rows,
     predict_x0,
+    stack_rows,
     view_prompts,
     weight,
 )
@@ -83,6 +86,9 @@ class FinetuneConfig:
 class AnchorDSConfig:
     form: PaperForm | CodeForm = field(default_factory=PaperForm)
     image_scale: float = 0.5  # λ_ip of the render seen through the image adapter
+    #: ControlNet conditioning scale of the render's control map (used when the loop supplies maps:
+    #: ``GuidanceInput.control``, a prior with a ControlNet). It joins the image on the anchored branches.
+    control_scale: float = 1.0
     view_dependent: bool = True  # view suffix on the target prompt y
     timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)
     weighting: Weighting = "sds"
@@ -95,6 +101,8 @@ class AnchorDiagnostics(Diagnostics):
     reconstruction: Tensor  # [B, 3, S, S] D(ẑ_src), Eq. 12
     l_rec: Tensor  # [B] Eq. 13
     keep: Tensor  # [B] bool, Eq. 14 (all True without the filter)
+    #: Fine-tune "pixel" only: mean L_rec with its autograd graph into the adapter layer (inner_step's loss).
+    finetune_loss: Tensor | None = None
 
 
 class AnchorDS(GuidanceMethod):
@@ -103,18 +111,28 @@ class AnchorDS(GuidanceMethod):
     def __init__(self, config: AnchorDSConfig | None = None) -> None:
         self.config = config or AnchorDSConfig()
         self._optimizer: torch.optim.Optimizer | None = None
-        self._tuned: nn.Module | None = None
+        self._tuned: list[int] = []  # ids of the parameters the optimizer holds
 
     # ---- conditions ---------------------------------------------------------------------------------
 
-    def _anchored(self, text: str, images: Tensor) -> list[Condition]:
-        return [Condition(text, img, self.config.image_scale) for img in images]  # (text, I, λ_ip) per view
+    def _anchor(self, text: str, image: Tensor, control: Tensor | None) -> Condition:
+        """(text, I, λ_ip), plus the view's control map at ``control_scale`` when there is one."""
+        c = self.config
+        return Condition(text, image, c.image_scale, control=control,
+                         control_scale=c.control_scale if control is not None else 0.0)
+
+    def _anchored(self, text: str, images: Tensor, control: Tensor | None) -> list[Condition]:
+        """One anchored condition per view: the render I through the image adapter and, with a ControlNet
+        prior, the render's control map (``GuidanceInput.control`` [B, 3, S, S], None without)."""
+        maps = [None] * len(images) if control is None else list(control)
+        return [self._anchor(text, img, m) for img, m in zip(images, maps)]  # (text, I, λ_ip[, map]) per view
 
     def _target_conditions(self, inp: GuidanceInput, images: Tensor) -> list[Condition]:
         texts = view_prompts(inp.prompt, inp.cameras, self.config.view_dependent)
-        if isinstance(self.config.form, CodeForm):
-            return [Condition(y, img, self.config.image_scale) for y, img in zip(texts, images)]  # ε̂(y, I)
-        return [Condition(y) for y in texts]  # Eq. 11: ε̂(z_t; t, y)
+        if isinstance(self.config.form, CodeForm):  # ε̂(y, I[, map]): both branches anchored
+            maps = [None] * len(images) if inp.control is None else list(inp.control)
+            return [self._anchor(y, img, m) for y, img, m in zip(texts, images, maps)]
+        return [Condition(y) for y in texts]  # Eq. 11: ε̂(z_t; t, y), no anchor
 
     def _source_text(self) -> str:
         return self.config.form.negative_prompt if isinstance(self.config.form, CodeForm) else ""
@@ -128,27 +146,32 @@ class AnchorDS(GuidanceMethod):
         images = inp.images.detach()  # [B, 3, S, S]
         b = n.z.shape[0]
         groups = [(z_t, t, self._target_conditions(inp, images)),
-                  (z_t, t, self._anchored(self._source_text(), images))]
+                  (z_t, t, self._anchored(self._source_text(), images, inp.control))]
         extra_recon_row = self._source_text() != ""
         if extra_recon_row:
-            groups.append((z_t, t, self._anchored("", images)))  # ε̂(z_t; ∅, I) for Eq. 12
-        preds = predict_groups(prior, groups)
-        eps_tgt, eps_src = preds[0], preds[1]
-        eps_anchor = preds[2] if extra_recon_row else eps_src
+            groups.append((z_t, t, self._anchored("", images, inp.control)))  # ε̂(z_t; ∅, I) for Eq. 12
+        tune_here = c.finetune is not None and c.finetune.loss == "pixel"
+        if tune_here:
+            self._optimizer_for(prior)  # the adapter layer requires grad from here on
+        with torch.set_grad_enabled(tune_here):  # only that layer requires grad: the backward stops there
+            preds = predict_rows(prior, stack_rows(groups), len(groups))
+            eps_anchor = preds[2] if extra_recon_row else preds[1]
+            decoded = prior.decode(predict_x0(z_t, eps_anchor, n.abar))  # Eq. 12, D(ẑ_src): [B, 3, S, S]
+        finetune_loss = ((decoded - images) ** 2).mean() if tune_here else None  # Eq. 13, all views
+        recon = decoded.detach()
+        eps_tgt, eps_src = preds[0].detach(), preds[1].detach()
         w = weight(c.weighting, n.abar)
         if isinstance(c.form, CodeForm):
             grad = w * (cfg(eps_src, eps_tgt, c.form.guidance_scale) - n.eps)  # code: CFG with y_neg + I source
             grad = clamp_grad(grad, c.form.grad_clamp(inp.step, inp.total_steps))
         else:
             grad = w * (eps_tgt - eps_src)  # Eq. 11
-        with torch.no_grad():
-            recon = prior.decode(predict_x0(z_t, eps_anchor, n.abar))  # Eq. 12, decoded: [B, 3, S, S]
         l_rec = ((recon - images) ** 2).flatten(1).mean(dim=1)  # Eq. 13
         keep = torch.ones(b, dtype=torch.bool, device=n.z.device)
         if c.filter_threshold is not None:
             keep = l_rec < c.filter_threshold  # Eq. 14
             grad = grad * keep[:, None, None, None].to(grad.dtype)
-        return finish(grad, t, 1, len(groups) * b, AnchorDiagnostics(recon, l_rec, keep))
+        return finish(grad, t, 1, len(groups) * b, AnchorDiagnostics(recon, l_rec, keep, finetune_loss))
 
     # ---- fine-tune of one image-adapter layer ------------------------------------------------------
 
@@ -158,13 +181,13 @@ class AnchorDS(GuidanceMethod):
         return list(prior.adapter_layer(self.config.finetune.adapter_layer).parameters())
 
     def _optimizer_for(self, prior: Prior) -> torch.optim.Optimizer:
-        layer = prior.adapter_layer(self.config.finetune.adapter_layer)
-        if self._optimizer is None or self._tuned is not layer:
-            params = list(layer.parameters())
+        params = list(prior.adapter_layer(self.config.finetune.adapter_layer).parameters())
+        ids = [id(p) for p in params]  # a prior may hand out a fresh container of the same parameters
+        if self._optimizer is None or self._tuned != ids:
             for p in params:
                 p.requires_grad_(True)
             self._optimizer = torch.optim.Adam(params, lr=self.config.finetune.lr)
-            self._tuned = layer
+            self._tuned = ids
         return self._optimizer
 
     def finetune_loss(self, prior: Prior, inp: GuidanceInput, t: Tensor, generator: torch.Generator) -> Tensor:
@@ -179,9 +202,10 @@ class AnchorDS(GuidanceMethod):
         abar = alpha_bar(prior, t)
         z_t = add_noise(z, eps, abar)
         if ft.loss == "pixel":
-            eps_hat = prior.predict_noise(z_t, t, self._anchored("", images))  # ε̂(z_t; ∅, I), grad-enabled
+            eps_hat = prior.predict_noise(z_t, t, self._anchored("", images, inp.control))  # ε̂(z_t; ∅, I)
             return ((prior.decode(predict_x0(z_t, eps_hat, abar)) - images) ** 2).mean()  # Eq. 12-13
-        eps_hat = prior.predict_noise(z_t, t, self._anchored(self._source_text(), images))  # source branch
+        source = self._anchored(self._source_text(), images, inp.control)
+        eps_hat = prior.predict_noise(z_t, t, source)  # source branch
         return ((predict_x0(z_t, eps_hat, abar) - z) ** 2).mean()  # authors' code: latent MSE
 
     def state_dict(self, prior: Prior) -> dict:
@@ -196,14 +220,19 @@ class AnchorDS(GuidanceMethod):
         prior.adapter_layer(self.config.finetune.adapter_layer).load_state_dict(state["layer"])
         self._optimizer_for(prior).load_state_dict(state["optimizer"])
 
-    def inner_step(self, prior: Prior, inp: GuidanceInput, t: Tensor,
+    def inner_step(self, prior: Prior, inp: GuidanceInput, out: GuidanceOutput,
                    generator: torch.Generator) -> InnerStepOutput | None:
         if self.config.finetune is None:
             return None
         opt = self._optimizer_for(prior)
         opt.zero_grad(set_to_none=True)
+        pending = out.extras.finetune_loss if isinstance(out.extras, AnchorDiagnostics) else None
+        if pending is not None:  # "pixel": the guidance step's own L_rec, no new prior call
+            pending.backward()
+            opt.step()
+            return InnerStepOutput(float(pending.detach()), 0, 0)
         with torch.enable_grad():
-            loss = self.finetune_loss(prior, inp, t, generator)
+            loss = self.finetune_loss(prior, inp, out.t, generator)
             loss.backward()
         opt.step()
         return InnerStepOutput(float(loss.detach()), 1, inp.latents.shape[0])

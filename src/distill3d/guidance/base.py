@@ -45,6 +45,9 @@ class GuidanceInput:
     total_steps: int = 1
     #: Editing methods only (UDS-edit, DDS): latents of the ORIGINAL asset rendered from the same cameras.
     source_latents: Tensor | None = None  # [B, C, h, w]
+    #: Priors with a ControlNet only (``prior.control_kind``): the renders' control maps, detached
+    #: (``distill3d.scene.control``); None otherwise.
+    control: Tensor | None = None  # [B, 3, S, S] in [0, 1]
 
 
 class Diagnostics:
@@ -87,9 +90,10 @@ class GuidanceMethod:
     def trainable_parameters(self, prior: Prior) -> list[nn.Parameter]:
         return []
 
-    def inner_step(self, prior: Prior, inp: GuidanceInput, t: Tensor,
+    def inner_step(self, prior: Prior, inp: GuidanceInput, out: GuidanceOutput,
                    generator: torch.Generator) -> InnerStepOutput | None:
-        """One training step of the method's own trainable part at timesteps ``t`` [B]; None if none."""
+        """One training step of the method's own trainable part, after the guidance step ``out`` computed
+        from ``inp`` (its timesteps, or a loss it kept); None if the method trains nothing."""
         return None
 
     def state_dict(self, prior: Prior) -> dict:

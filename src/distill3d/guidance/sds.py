@@ -4,6 +4,10 @@
 
 with view-dependent prompts ("<y>, front view", ...) chosen by each view's azimuth and elevation.
 Both branches go through the prior in one batched call: rows [y_1..y_B, ∅ × B].
+
+Optional Perp-Neg (``perp_neg=True``, :mod:`distill3d.guidance.perp_neg`): ε̂_cfg is replaced by
+ε̂(∅) + s(e_pos + Σ_i w_i e_i^⊥) with the other views' prompts as negatives; still one batched call, of
+rows [y_v × B, ∅ × B, y_1 × B, y_2 × B].
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from distill3d.core.errors import UserError
 from distill3d.guidance.base import (
     GuidanceInput,
     GuidanceMethod,
@@ -28,6 +33,7 @@ from distill3d.guidance.base import (
     prompt_conditions,
     weight,
 )
+from distill3d.guidance.perp_neg import PerpNegCurves, perp_neg_cfg, perp_neg_view
 from distill3d.priors.base import Condition, Prior
 
 
@@ -39,6 +45,12 @@ class SDSConfig:
     timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)
     weighting: Weighting = "sds"
     grad_clamp: Schedule | None = None  # element-wise |g| ≤ value(step), None: no clamp
+    perp_neg: bool = False  # Perp-Neg with the other views' prompts as negatives (needs view_dependent)
+    perp_neg_curves: PerpNegCurves = field(default_factory=PerpNegCurves)
+
+    def __post_init__(self) -> None:
+        if self.perp_neg and not self.view_dependent:
+            raise UserError("perp_neg needs view-dependent prompts: set view_dependent=true")
 
 
 class SDS(GuidanceMethod):
@@ -51,8 +63,19 @@ class SDS(GuidanceMethod):
         c = self.config
         n = noise_latents(prior, c.timesteps, inp, generator)  # t, ε, z_t = √ᾱ z + √(1−ᾱ) ε (Eq. 1)
         b = n.z.shape[0]
-        eps_y, eps_null = predict_groups(prior, [(n.z_t, n.t, prompt_conditions(inp, c.view_dependent)),
-                                                 (n.z_t, n.t, [Condition(c.negative_prompt)] * b)])
-        grad = weight(c.weighting, n.abar) * (cfg(eps_null, eps_y, c.guidance_scale) - n.eps)  # Eq. 3
+        null = (n.z_t, n.t, [Condition(c.negative_prompt)] * b)
+        if c.perp_neg:
+            views = [perp_neg_view(inp.prompt, float(a), float(e), c.perp_neg_curves)
+                     for a, e in zip(inp.cameras.azimuth, inp.cameras.elevation)]
+            groups = [(n.z_t, n.t, [Condition(v.positive) for v in views]), null]
+            groups += [(n.z_t, n.t, [Condition(v.negatives[i]) for v in views]) for i in range(2)]
+            eps_y, eps_null, *eps_negs = predict_groups(prior, groups)
+            weights = torch.tensor([v.weights for v in views], dtype=eps_y.dtype, device=eps_y.device)  # [B, 2]
+            eps_hat = perp_neg_cfg(eps_null, eps_y, eps_negs, weights, c.guidance_scale)
+        else:
+            groups = [(n.z_t, n.t, prompt_conditions(inp, c.view_dependent)), null]
+            eps_y, eps_null = predict_groups(prior, groups)
+            eps_hat = cfg(eps_null, eps_y, c.guidance_scale)
+        grad = weight(c.weighting, n.abar) * (eps_hat - n.eps)  # Eq. 3
         limit = None if c.grad_clamp is None else c.grad_clamp(inp.step, inp.total_steps)
-        return finish(clamp_grad(grad, limit), n.t, 1, 2 * b)
+        return finish(clamp_grad(grad, limit), n.t, 1, len(groups) * b)

@@ -32,6 +32,7 @@ from distill3d.guidance import METHODS, GuidanceInput, GuidanceMethod, surrogate
 from distill3d.guidance.isd import ISD
 from distill3d.pipeline.config import RunConfig, method_config_overrides
 from distill3d.priors.base import Prior
+from distill3d.scene.control import control_maps
 from distill3d.scene.densify import (
     GAUSSIAN_DREAMER,
     LUCID_DREAMER,
@@ -210,9 +211,11 @@ def optimise(prompt: str, cfg: RunConfig, method: GuidanceMethod, prior: Prior, 
         out = render(rep, cams, size)
         images = out.image  # [B, 3, S, S]
         latents = prior.encode(images)
+        control_kind = getattr(prior, "control_kind", None)  # a ControlNet prior: exact maps of the renders
+        control = control_maps(out, cams, control_kind) if control_kind is not None else None
         t1 = time.perf_counter()
         inp = GuidanceInput(latents=latents.detach(), images=images.detach(), cameras=cams, prompt=prompt,
-                            step=state.step, total_steps=cfg.steps)
+                            step=state.step, total_steps=cfg.steps, control=control)
         g = method(prior, inp, generator)
         t2 = time.perf_counter()
         loss = surrogate_loss(latents, g.grad) / cfg.views_per_step
@@ -224,7 +227,7 @@ def optimise(prompt: str, cfg: RunConfig, method: GuidanceMethod, prior: Prior, 
         opt.step()
         if densify is not None:
             densify.step(rep, opt, state.step + 1)
-        inner = method.inner_step(prior, inp, g.t, generator)
+        inner = method.inner_step(prior, inp, g, generator)
         state.prior_calls += g.num_prior_calls + (inner.num_prior_calls if inner else 0)
         state.prior_evals += g.num_prior_evals + (inner.num_prior_evals if inner else 0)
         state.step += 1

@@ -14,6 +14,7 @@ class PriorSpec:
     model: str | None = None  # toy: a checkpoint path (None: the shipped one); sd: a folder or cached id
     ip_adapter: str | None = None
     controlnet: str | None = None
+    controlnet_kind: str = "normal"  # the ControlNet's map: "normal" (NormalBAE) or "depth" (MiDaS-like)
 
 
 DEFAULT_PRIOR = PriorSpec()
@@ -26,8 +27,13 @@ def load_prior(spec: PriorSpec) -> Prior:
         return ToyPrior.load(spec.model)
     if spec.kind == "sd":
         from distill3d.priors.sd import StableDiffusionConfig, StableDiffusionPrior
+        from distill3d.scene.control import CONTROL_KINDS
 
+        if spec.controlnet_kind not in CONTROL_KINDS:
+            raise UserError(f"unknown ControlNet kind {spec.controlnet_kind!r}; "
+                            f"choose {' or '.join(CONTROL_KINDS)}")
         cfg = StableDiffusionConfig() if spec.model is None else StableDiffusionConfig(model=spec.model)
         return StableDiffusionPrior(StableDiffusionConfig(model=cfg.model, ip_adapter=spec.ip_adapter,
-                                                          controlnet=spec.controlnet))
+                                                          controlnet=spec.controlnet,
+                                                          controlnet_kind=spec.controlnet_kind))
     raise UserError(f"unknown prior {spec.kind!r}; choose 'toy' (embedded) or 'sd' (Stable Diffusion)")

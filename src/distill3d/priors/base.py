@@ -13,7 +13,7 @@ returns ε-predictions, converting internally if its network predicts something 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -29,20 +29,34 @@ class Condition:
     ``image_scale`` (λ_ip) is non-zero, and ``image_scale == 0`` must give exactly the prediction
     without an image. ``camera`` is (azimuth, elevation) in degrees, in the conventions of
     ``distill3d.core.cameras``; priors without camera conditioning ignore it.
+    ``control`` is a ControlNet map [3, H, W] in [0, 1] of the kind the prior's ``control_kind`` names
+    (``distill3d.scene.control`` makes them from a render); it only counts when ``control_scale`` (the
+    ControlNet conditioning scale) is non-zero, and ``control_scale == 0`` must give exactly the
+    prediction without control. Image and control are independent: a row may carry either, both or none.
     """
 
     text: str = ""
     image: Tensor | None = None  # [3, H, W] in [0, 1]
     image_scale: float = 0.0
     camera: tuple[float, float] | None = None
+    control: Tensor | None = None  # [3, H, W] in [0, 1]
+    control_scale: float = 0.0
 
     def with_image(self, image: Tensor | None, scale: float) -> Condition:
-        return Condition(self.text, image, scale, self.camera)
+        """The same condition with another adapter image and λ_ip (text, camera and control kept)."""
+        return replace(self, image=image, image_scale=scale)
 
 
 @runtime_checkable
 class Prior(Protocol):
-    """A diffusion prior as guidance methods see it."""
+    """A diffusion prior as guidance methods see it.
+
+    Optional attribute, outside the protocol's required members (read it with
+    ``getattr(prior, "control_kind", None)``): ``control_kind: str | None``, the kind of ``Condition.control``
+    map the prior's ControlNet takes, "normal" or "depth" (in the conventions of
+    ``distill3d.scene.control``). None or absent: the prior takes no control maps and refuses a row whose
+    ``control_scale`` is non-zero.
+    """
 
     #: Number of training timesteps T; valid ``t`` are ``0 .. T-1``.
     num_timesteps: int

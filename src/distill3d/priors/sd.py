@@ -7,14 +7,17 @@ Choices, in one place:
   SD's VAE is tiny next to the diffusion noise, and a deterministic encoder makes a step repeatable and the
   AnchorDS reconstruction L_rec compare against a fixed z. (threestudio samples; the difference is the
   posterior std, ~1e-2 of the latent scale.)
-- ``predict_noise`` makes ONE UNet call for the whole list of conditions. Per row: the text embedding
-  (cached by string), an optional IP-Adapter image with its own λ_ip (``sd_attention``), or an optional
-  ControlNet map with its own conditioning scale. A row without an image is exactly the text-only UNet.
+- ``predict_noise`` makes ONE UNet call for the whole list of conditions (plus one ControlNet call for the
+  rows with a control map). Per row: the text embedding (cached by string), an optional IP-Adapter image
+  with its own λ_ip (``sd_attention``), and an optional ControlNet map with its own conditioning scale. A
+  row without image and map (or with both scales 0) is exactly the text-only UNet.
 - v-prediction networks (SD 2.1 768-v) are converted to ε: ε = √ᾱ_t v + √(1−ᾱ_t) z_t, so guidance never
   branches on the prediction type. Outputs are float32 whatever the network's dtype.
-- Where ``Condition.image`` goes: to the IP-Adapter when one is configured, otherwise to the ControlNet
-  (as its normal/depth map, ``image_scale`` = its conditioning scale). Configuring both is refused until
-  ``Condition`` has a separate field for a control map.
+- Where ``Condition.image`` goes: to the IP-Adapter only. ``Condition.control`` (a normal or depth map,
+  ``control_kind``, made from the render by ``distill3d.scene.control``) goes to the ControlNet only, times
+  ``control_scale``. Both may be configured at once and a batch may mix image rows, map rows and rows with
+  both; an image (or a map) that arrives without its IP-Adapter (or ControlNet) is a ``UserError``. As in
+  diffusers' ControlNet pipelines, the ControlNet's own cross-attention sees the text only.
 - The image branch is computed without gradient to the image itself (renders are stop-gradient in every
   method); the adapter's K/V projections do receive gradients when the caller enables them
   (``adapter_layer(...).requires_grad_(True)``). Every other weight is frozen.
@@ -67,9 +70,11 @@ class StableDiffusionConfig:
     ip_adapter_subfolder: str = "models"
     #: Weight file of the adapter (IP-Adapter and IP-Adapter-Plus are both understood).
     ip_adapter_weight: str = IP_ADAPTER_PLUS_SD15
-    #: ControlNet folder or id (``None``: no ControlNet). Its map arrives as ``Condition.image``.
+    #: ControlNet folder or id (``None``: no ControlNet). Its map arrives as ``Condition.control``.
     controlnet: str | None = None
-    #: What the ControlNet's map is: an RGB normal map, or a depth map (1 channel is repeated to 3).
+    #: What the ControlNet's map is (``distill3d.scene.control``): a NormalBAE-coloured normal map
+    #: (control_v11p_sd15_normalbae) or a relative inverse depth map (control_v11f1p_sd15_depth; one channel
+    #: is repeated to 3).
     controlnet_kind: Literal["normal", "depth"] = "normal"
     #: "auto": float16 on CUDA, float32 on CPU (this CPU has no fast half precision).
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
@@ -109,8 +114,6 @@ class StableDiffusionPrior(nn.Module):
     def __init__(self, config: StableDiffusionConfig = StableDiffusionConfig()) -> None:
         """Load everything ``config`` names from local folders or the Hugging Face cache."""
         super().__init__()
-        if config.ip_adapter and config.controlnet:
-            raise UserError("an IP-Adapter and a ControlNet at once are not supported yet: choose one")
         diffusers, _ = import_diffusers()
         device = _pick_device(config.device)
         dtype = _pick_dtype(config.dtype, device)
@@ -159,6 +162,8 @@ class StableDiffusionPrior(nn.Module):
         if self.unet.encoder_hid_proj is not None:  # an IP-Adapter was loaded into the pipeline
             self._take_ip_adapter(pipe)
         self.controlnet = controlnet
+        #: The ``Prior`` protocol's optional ``control_kind``: the map kind, None without a ControlNet.
+        self.control_kind: str | None = config.controlnet_kind if controlnet is not None else None
         self.to(device=device, dtype=dtype)
         self.requires_grad_(False)
         self.eval()
@@ -203,16 +208,18 @@ class StableDiffusionPrior(nn.Module):
                              f"{len(conditions)} conditions, t of shape {tuple(t.shape)}")
         t = t.to(self._device)
         z = z_t.to(self._device, self.dtype)
-        text = self.text_embeddings([c.text for c in conditions])  # [N, L, D]
         image_rows = [i for i, c in enumerate(conditions) if c.image is not None and c.image_scale != 0]
-        residuals = {}
-        if image_rows and self.image_proj is not None:
+        control_rows = [i for i, c in enumerate(conditions) if c.control is not None and c.control_scale != 0]
+        if image_rows and self.image_proj is None:
+            raise UserError("a condition carries an image but this Stable Diffusion prior has no IP-Adapter: "
+                            "configure --ip-adapter (or set the method's image_scale to 0)")
+        if control_rows and self.controlnet is None:
+            raise UserError("a condition carries a control map but this Stable Diffusion prior has no "
+                            "ControlNet: configure --controlnet and --controlnet-kind")
+        text = self.text_embeddings([c.text for c in conditions])  # [N, L, D]
+        residuals = self._control_residuals(z, t, text, control_rows, conditions) if control_rows else {}
+        if image_rows:
             self._set_image_rows(image_rows, conditions)
-        elif image_rows and self.controlnet is not None:
-            residuals = self._control_residuals(z, t, text, image_rows, conditions)
-        elif image_rows:
-            raise UserError("a condition carries an image but this Stable Diffusion prior has no "
-                            "IP-Adapter or ControlNet: configure ip_adapter or controlnet")
         try:
             out = self.unet(z, t, encoder_hidden_states=text, **residuals).sample
         finally:
@@ -268,10 +275,12 @@ class StableDiffusionPrior(nn.Module):
 
     def _control_residuals(self, z: Tensor, t: Tensor, text: Tensor, rows: list[int],
                            conditions: Sequence[Condition]) -> dict:
-        """ControlNet residuals for the map rows, times each row's scale; zero (exactly) elsewhere."""
-        maps = torch.stack([self._control_map(conditions[i].image) for i in rows])  # [K, 3, S, S]
+        """ControlNet residuals for the map rows, times each row's scale; zero (exactly) elsewhere. The
+        ControlNet sees the text states only (its cross-attention has no image branch)."""
+        maps = torch.stack([self._control_map(conditions[i].control) for i in rows])  # [K, 3, S, S]
         idx = torch.tensor(rows, device=self._device)
-        scale = torch.tensor([conditions[i].image_scale for i in rows], device=self._device, dtype=self.dtype)
+        scale = torch.tensor([conditions[i].control_scale for i in rows], device=self._device,
+                             dtype=self.dtype)
         down, mid = self.controlnet(z[idx], t[idx], encoder_hidden_states=text[idx], controlnet_cond=maps,
                                     conditioning_scale=1.0, return_dict=False)
 
@@ -284,9 +293,11 @@ class StableDiffusionPrior(nn.Module):
 
     def _control_map(self, image: Tensor) -> Tensor:
         """A normal map [3, H, W] or depth map [1 or 3, H, W] in [0, 1] -> [3, S, S] in the prior's dtype."""
-        if self.config.controlnet_kind == "depth" and image.shape[0] == 1:
+        if self.control_kind == "depth" and image.ndim == 3 and image.shape[0] == 1:
             image = image.expand(3, -1, -1)
-        return self._resize(image[None].to(self._device))[0].to(self.dtype)
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise UserError(f"a {self.control_kind} control map must be [3, H, W], got {list(image.shape)}")
+        return self._resize(image[None].to(self._device).float())[0].to(self.dtype)
 
     def _resize(self, images: Tensor) -> Tensor:
         if images.shape[-1] == images.shape[-2] == self.image_size:

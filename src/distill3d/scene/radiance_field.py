@@ -87,7 +87,8 @@ class VoxelRadianceField(nn.Module):
         weight = alpha * trans
         acc = weight.sum(-1)  # [B, H, W]
         image = (weight[..., None] * rgb).sum(-2) + (1.0 - acc)[..., None] * background
-        depth = (weight * t).sum(-1) / acc.clamp_min(1e-10)
+        cos = (dirs * cameras.rotations()[:, None, None, 2, :]).sum(-1)  # ray · optical axis: distance -> z
+        depth = cos * (weight * t).sum(-1) / acc.clamp_min(1e-10)  # camera-space z, as RenderOutput says
         return RenderOutput(image=image.permute(0, 3, 1, 2), alpha=acc[:, None], depth=depth[:, None])
 
 

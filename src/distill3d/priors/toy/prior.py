@@ -63,6 +63,8 @@ class ToyPrior(nn.Module):
     """
 
     num_timesteps: int = NUM_TIMESTEPS
+    #: No ControlNet: a row with a control map at a non-zero scale is refused.
+    control_kind: str | None = None
 
     def __init__(self, model: ToyUNet) -> None:
         super().__init__()
@@ -136,6 +138,9 @@ class ToyPrior(nn.Module):
         """ε̂ [N, 3, S, S] for z_t [N, 3, S, S] at timesteps t [N], one forward pass for all rows."""
         if len(conditions) != z_t.shape[0]:
             raise ValueError(f"{len(conditions)} conditions for {z_t.shape[0]} rows")
+        if any(c.control is not None and c.control_scale != 0 for c in conditions):
+            raise UserError("a condition carries a control map but the toy prior has no ControlNet: "
+                            "use --prior sd with --controlnet")
         return self.model(z_t, t.to(self.device).long().reshape(-1).expand(z_t.shape[0]),
                           self.conditions(conditions))
 

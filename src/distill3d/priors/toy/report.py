@@ -132,8 +132,8 @@ def _reconstruction(prior: Prior, cfg: ReportConfig) -> tuple[dict[str, float], 
 def report_markdown(r: PriorReport, command: str) -> str:
     lines = [f"`{command}`", "", "| caption kind | held-out captions | judged samples matching |", "|---|---|---|"]
     lines += [f"| {k} | {len(r.captions[k])} | {r.accuracy[k]:.0%} |" for k in KINDS]
-    lines += ["", "Camera-conditioned face samples whose eyes match the ground truth: "
-              f"{r.face_front_consistency:.0%}", "",
+    lines += ["", ("Camera-conditioned face samples whose eyes match the ground truth: "
+                   f"{r.face_front_consistency:.0%}"), "",
               "| azimuth | " + " | ".join(r.face_eyes_seen_by_azimuth) + " |",
               "|---|" + "---|" * len(r.face_eyes_seen_by_azimuth),
               "| eyes judged visible | " + " | ".join(f"{v:.0%}" for v in r.face_eyes_seen_by_azimuth.values()) + " |",
@@ -144,4 +144,4 @@ def report_markdown(r: PriorReport, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["ReportConfig", "PriorReport", "prior_report", "report_markdown", "heldout_captions"]
+__all__ = ["PriorReport", "ReportConfig", "heldout_captions", "prior_report", "report_markdown"]
