@@ -64,7 +64,7 @@ class Timing:
     name: str
     seconds: list[float]
     median_s: float
-    peak_mem_mb: float  # CUDA: peak allocated during this phase; CPU: process peak RSS so far
+    peak_mem_mb: float  # CUDA: peak allocated in its calls; CPU: process peak RSS so far
 
 
 def build_prior(s: Sizes, device: str) -> StableDiffusionPrior:
@@ -117,19 +117,29 @@ def _peak_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _time(name: str, fn, repeats: int, device: torch.device) -> Timing:
-    fn()  # warm-up (allocations, kernel selection)
+def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    seconds = []
+
+
+def _time(fns: dict, repeats: int, device: torch.device) -> list[Timing]:
+    """Median seconds of each callable: one warm-up each, then ``repeats`` rounds that run every callable
+    once in turn, so that load on a shared machine falls on all of them alike."""
+    for fn in fns.values():
+        fn()  # warm-up (allocations, kernel selection)
+    seconds: dict[str, list[float]] = {name: [] for name in fns}
+    peak = dict.fromkeys(fns, 0.0)
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds.append(time.perf_counter() - start)
-    return Timing(name, seconds, statistics.median(seconds), _peak_mb(device))
+        for name, fn in fns.items():
+            _sync(device)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            seconds[name].append(time.perf_counter() - start)
+            peak[name] = max(peak[name], _peak_mb(device))
+    return [Timing(name, s, statistics.median(s), peak[name]) for name, s in seconds.items()]
 
 
 def main() -> None:
@@ -140,6 +150,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--device", default="auto", help="'auto' (CUDA if present), 'cpu' or 'cuda'")
     ap.add_argument("--views", type=int, default=1, help="views per step (renders of 8 x latent px)")
+    ap.add_argument("--flags", action="store_true",
+                    help="only compare the batched prior call with the UNet in channels-last memory against the "
+                         "default layout (StableDiffusionConfig.channels_last)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -150,12 +163,24 @@ def main() -> None:
     z = torch.randn(2, 4, sizes.latent, sizes.latent, device=dev)
     t = torch.tensor([500, 500], device=dev)
     render = torch.rand(3, 8 * sizes.latent, 8 * sizes.latent, device=dev)
+    sds_rows, anchor_rows = [Condition(PROMPT), Condition("")], [Condition(PROMPT), Condition("", render, 0.5)]
     with torch.no_grad():
-        calls = [_time("call:sds", lambda: prior.predict_noise(z, t, [Condition(PROMPT), Condition("")]),
-                       args.repeats, dev),
-                 _time("call:anchords", lambda: prior.predict_noise(z, t, [Condition(PROMPT),
-                                                                           Condition("", render, 0.5)]),
-                       args.repeats, dev)]
+        calls = _time({"call:sds": lambda: prior.predict_noise(z, t, sds_rows),
+                       "call:anchords": lambda: prior.predict_noise(z, t, anchor_rows)}, args.repeats, dev)
+    if args.flags:
+        prior.unet.to(memory_format=torch.channels_last)  # what channels_last=True does at load time
+        with torch.no_grad():
+            calls += _time({"call:anchords:channels_last": lambda: prior.predict_noise(z, t, anchor_rows)},
+                           args.repeats, dev)
+        by = {x.name: x.median_s for x in calls}
+        write_json_atomic(args.out, {"command": "python benchmarks/bench_sd_step.py " + " ".join(sys.argv[1:]),
+                                     "device": str(dev), "dtype": str(prior.dtype), "threads": args.threads,
+                                     "timings": [asdict(x) for x in calls],
+                                     "channels_last_over_default": by["call:anchords:channels_last"]
+                                     / by["call:anchords"]})
+        for x in calls:
+            print(f"{x.name:30s} median {x.median_s:.3f} s")
+        return
     renders = torch.rand(v, 3, 8 * sizes.latent, 8 * sizes.latent, device=dev)
     cameras = Cameras.from_angles(torch.linspace(0.0, 270.0, v).tolist(), 15.0)
     generator = torch.Generator().manual_seed(0)
@@ -172,11 +197,7 @@ def main() -> None:
 
     methods = {name: METHODS[name].factory() for name in STEP_METHODS[:3]}
     methods["anchords-finetune-latent"] = AnchorDS(AnchorDSConfig(finetune=FinetuneConfig(loss="latent")))
-    steps = []
-    for name in STEP_METHODS:
-        steps.append(_time(f"step:{name}", step_fn(methods[name]), args.repeats, dev))
-        prior.adapter_layer().requires_grad_(False)  # the fine-tune switched it on
-    timings = calls + steps
+    timings = calls + _time({f"step:{name}": step_fn(methods[name]) for name in STEP_METHODS}, args.repeats, dev)
     by = {x.name: x.median_s for x in timings}
     result = {
         "command": "python benchmarks/bench_sd_step.py " + " ".join(sys.argv[1:]),

@@ -318,3 +318,33 @@ def test_cli_and_prior_spec_pass_the_controlnet_kind(dirs, monkeypatch):
     CliRunner().invoke(generate, args[:-2])
     assert specs[-1].controlnet_kind == "normal"
     assert CliRunner().invoke(generate, [*args[:-1], "canny"]).exit_code == 2  # click's usage error
+
+
+def test_anchords_on_a_controlnet_only_prior_anchors_with_the_map_alone(cn, prior):
+    """No IP-Adapter: the source rows carry the control map and no image; no adapter at all is refused."""
+    from distill3d.core.cameras import Cameras
+    from distill3d.core.errors import UserError
+    from distill3d.guidance import GuidanceInput
+    from distill3d.guidance.anchords import AnchorDS
+
+    assert cn.takes_images is False and prior.takes_images is False
+    images = _image(3)[None].expand(2, -1, -1, -1)
+    inp = GuidanceInput(cn.encode(images), images, Cameras.from_angles([0.0, 90.0], 15.0), "a dog",
+                        control=_image(4)[None].expand(2, -1, -1, -1))
+    rows = []
+    real = cn.predict_noise
+
+    def spy(z_t, t, conditions):
+        rows.extend(conditions)
+        return real(z_t, t, conditions)
+
+    cn.predict_noise = spy
+    try:
+        out = AnchorDS()(cn, inp, torch.Generator().manual_seed(0))
+    finally:
+        del cn.predict_noise
+    assert torch.isfinite(out.grad).all()
+    assert [(r.image is None, r.control is not None) for r in rows] == [(True, False)] * 2 + [(True, True)] * 2
+    inp.control = None
+    with pytest.raises(UserError, match="image adapter"):
+        AnchorDS()(prior, inp, torch.Generator().manual_seed(0))

@@ -36,6 +36,18 @@ def test_batched_prediction_equals_diffusers_unet(prior, pipe):
     assert (got[0] - got[3]).abs().max() > 1e-3  # different prompts, different predictions
 
 
+def test_channels_last_predicts_the_same_from_nhwc_weights(prior, dirs):
+    fast = StableDiffusionPrior(StableDiffusionConfig(model=str(dirs.sd), channels_last=True))
+    conv = next(m for m in fast.unet.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not next(m for m in prior.unet.modules() if isinstance(m, torch.nn.Conv2d)).weight.is_contiguous(
+        memory_format=torch.channels_last)
+    conds = [Condition("a red cube"), Condition("")]
+    z, t = _latents(2, seed=3), torch.tensor([300, 700])
+    torch.testing.assert_close(fast.predict_noise(z, t, conds), prior.predict_noise(z, t, conds),
+                               rtol=1e-4, atol=1e-5)
+
+
 def test_mixed_rows_equal_row_by_row(prior):
     conds = [Condition("a red cube"), Condition(""), Condition("a yellow sphere", camera=(90.0, 10.0))]
     z, t = _latents(3, seed=1), torch.tensor([100, 400, 900])

@@ -35,6 +35,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from distill3d.core.errors import UserError
 from distill3d.guidance.base import (
     Diagnostics,
     GuidanceInput,
@@ -115,23 +116,33 @@ class AnchorDS(GuidanceMethod):
 
     # ---- conditions ---------------------------------------------------------------------------------
 
-    def _anchor(self, text: str, image: Tensor, control: Tensor | None) -> Condition:
-        """(text, I, λ_ip), plus the view's control map at ``control_scale`` when there is one."""
+    def _anchors(self, prior: Prior, inp: GuidanceInput) -> list[tuple[Tensor | None, Tensor | None]]:
+        """Per view, what anchors a branch on the current state: the render I for the image adapter (None
+        when the prior has none, ``prior.takes_images`` False) and its control map for a ControlNet prior
+        (``GuidanceInput.control`` [B, 3, S, S]; None without)."""
+        images = list(inp.images.detach())
+        if not getattr(prior, "takes_images", True):
+            if inp.control is None:
+                raise UserError("AnchorDS needs a prior with an image adapter (IP-Adapter) or a ControlNet "
+                                "to anchor its source branch on the render")
+            images = [None] * len(images)
+        maps = [None] * len(images) if inp.control is None else list(inp.control)
+        return list(zip(images, maps))
+
+    def _anchored(self, text: str, anchors: list[tuple[Tensor | None, Tensor | None]],
+                  texts: list[str] | None = None) -> list[Condition]:
+        """(text, I, λ_ip[, map, control_scale]) per view; ``texts`` gives one text per view instead."""
         c = self.config
-        return Condition(text, image, c.image_scale, control=control,
-                         control_scale=c.control_scale if control is not None else 0.0)
+        texts = texts or [text] * len(anchors)
+        return [Condition(y, img, c.image_scale if img is not None else 0.0, control=m,
+                          control_scale=c.control_scale if m is not None else 0.0)
+                for y, (img, m) in zip(texts, anchors)]
 
-    def _anchored(self, text: str, images: Tensor, control: Tensor | None) -> list[Condition]:
-        """One anchored condition per view: the render I through the image adapter and, with a ControlNet
-        prior, the render's control map (``GuidanceInput.control`` [B, 3, S, S], None without)."""
-        maps = [None] * len(images) if control is None else list(control)
-        return [self._anchor(text, img, m) for img, m in zip(images, maps)]  # (text, I, λ_ip[, map]) per view
-
-    def _target_conditions(self, inp: GuidanceInput, images: Tensor) -> list[Condition]:
+    def _target_conditions(self, inp: GuidanceInput, anchors: list[tuple[Tensor | None, Tensor | None]]
+                           ) -> list[Condition]:
         texts = view_prompts(inp.prompt, inp.cameras, self.config.view_dependent)
-        if isinstance(self.config.form, CodeForm):  # ε̂(y, I[, map]): both branches anchored
-            maps = [None] * len(images) if inp.control is None else list(inp.control)
-            return [self._anchor(y, img, m) for y, img, m in zip(texts, images, maps)]
+        if isinstance(self.config.form, CodeForm):
+            return self._anchored("", anchors, texts)  # ε̂(y, I[, map]): both branches anchored
         return [Condition(y) for y in texts]  # Eq. 11: ε̂(z_t; t, y), no anchor
 
     def _source_text(self) -> str:
@@ -145,11 +156,12 @@ class AnchorDS(GuidanceMethod):
         z_t, t = n.z_t, n.t
         images = inp.images.detach()  # [B, 3, S, S]
         b = n.z.shape[0]
-        groups = [(z_t, t, self._target_conditions(inp, images)),
-                  (z_t, t, self._anchored(self._source_text(), images, inp.control))]
+        anchors = self._anchors(prior, inp)
+        groups = [(z_t, t, self._target_conditions(inp, anchors)),
+                  (z_t, t, self._anchored(self._source_text(), anchors))]
         extra_recon_row = self._source_text() != ""
         if extra_recon_row:
-            groups.append((z_t, t, self._anchored("", images, inp.control)))  # ε̂(z_t; ∅, I) for Eq. 12
+            groups.append((z_t, t, self._anchored("", anchors)))  # ε̂(z_t; ∅, I) for Eq. 12
         tune_here = c.finetune is not None and c.finetune.loss == "pixel"
         if tune_here:
             self._optimizer_for(prior)  # the adapter layer requires grad from here on
@@ -202,9 +214,9 @@ class AnchorDS(GuidanceMethod):
         abar = alpha_bar(prior, t)
         z_t = add_noise(z, eps, abar)
         if ft.loss == "pixel":
-            eps_hat = prior.predict_noise(z_t, t, self._anchored("", images, inp.control))  # ε̂(z_t; ∅, I)
+            eps_hat = prior.predict_noise(z_t, t, self._anchored("", self._anchors(prior, inp)))  # ε̂(z_t; ∅, I)
             return ((prior.decode(predict_x0(z_t, eps_hat, abar)) - images) ** 2).mean()  # Eq. 12-13
-        source = self._anchored(self._source_text(), images, inp.control)
+        source = self._anchored(self._source_text(), self._anchors(prior, inp))
         eps_hat = prior.predict_noise(z_t, t, source)  # source branch
         return ((predict_x0(z_t, eps_hat, abar) - z) ** 2).mean()  # authors' code: latent MSE
 

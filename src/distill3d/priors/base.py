@@ -55,7 +55,8 @@ class Prior(Protocol):
     ``getattr(prior, "control_kind", None)``): ``control_kind: str | None``, the kind of ``Condition.control``
     map the prior's ControlNet takes, "normal" or "depth" (in the conventions of
     ``distill3d.scene.control``). None or absent: the prior takes no control maps and refuses a row whose
-    ``control_scale`` is non-zero.
+    ``control_scale`` is non-zero. Likewise ``takes_images: bool`` (``getattr(prior, "takes_images",
+    True)``): False when the prior has no image adapter and refuses rows carrying an image.
     """
 
     #: Number of training timesteps T; valid ``t`` are ``0 .. T-1``.

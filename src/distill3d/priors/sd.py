@@ -80,6 +80,11 @@ class StableDiffusionConfig:
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     #: "auto": CUDA when available, else CPU.
     device: str = "auto"
+    #: Store the UNet (and ControlNet) weights channels-last (NHWC), which cuDNN/oneDNN convolutions may
+    #: prefer; the predictions are the same up to float rounding. ``benchmarks/bench_sd_step.py --flags``
+    #: measures it. Attention slicing is not offered: the row-scaled IP-Adapter processors replace
+    #: diffusers' attention processors, and PyTorch's fused attention already keeps memory linear.
+    channels_last: bool = False
 
 
 def _pick_device(name: str) -> torch.device:
@@ -164,9 +169,15 @@ class StableDiffusionPrior(nn.Module):
         self.controlnet = controlnet
         #: The ``Prior`` protocol's optional ``control_kind``: the map kind, None without a ControlNet.
         self.control_kind: str | None = config.controlnet_kind if controlnet is not None else None
+        #: The protocol's optional ``takes_images``: whether ``Condition.image`` has an adapter to go to.
+        self.takes_images = self.image_proj is not None
         self.to(device=device, dtype=dtype)
         self.requires_grad_(False)
         self.eval()
+        if config.channels_last:
+            for net in (self.unet, self.controlnet):
+                if net is not None:
+                    net.to(memory_format=torch.channels_last)
 
     def _take_ip_adapter(self, pipe) -> None:
         from diffusers.models.embeddings import ImageProjection
