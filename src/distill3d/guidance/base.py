@@ -321,6 +321,15 @@ def prompt_conditions(inp: GuidanceInput, view_dependent: bool) -> list[Conditio
     return [Condition(y) for y in view_prompts(inp.prompt, inp.cameras, view_dependent)]
 
 
+def predict_prompt_and_texts(prior: Prior, n: Noised, inp: GuidanceInput, view_dependent: bool,
+                             *texts: str) -> list[Tensor]:
+    """ONE call at z_t: ε̂(z_t; y) with each view's prompt, then ε̂(z_t; s) for every s in ``texts`` (all
+    views). One prediction [B, C, h, w] per group, in that order."""
+    b = n.z.shape[0]
+    return predict_groups(prior, [(n.z_t, n.t, prompt_conditions(inp, view_dependent))]
+                          + [(n.z_t, n.t, [Condition(s)] * b) for s in texts])
+
+
 @dataclass(frozen=True)
 class Rows:
     """Rows of one batched call: latents [N, C, h, w], timesteps [N] and N conditions."""

@@ -21,11 +21,10 @@ from distill3d.guidance.base import (
     Weighting,
     finish,
     noise_latents,
-    predict_groups,
-    prompt_conditions,
+    predict_prompt_and_texts,
     weight,
 )
-from distill3d.priors.base import Condition, Prior
+from distill3d.priors.base import Prior
 
 
 @dataclass(frozen=True)
@@ -45,8 +44,6 @@ class CSD(GuidanceMethod):
     def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
         c = self.config
         n = noise_latents(prior, c.timesteps, inp, generator)
-        b = n.z.shape[0]
-        eps_y, eps_null = predict_groups(prior, [(n.z_t, n.t, prompt_conditions(inp, c.view_dependent)),
-                                                 (n.z_t, n.t, [Condition("")] * b)])
+        eps_y, eps_null = predict_prompt_and_texts(prior, n, inp, c.view_dependent, "")
         grad = weight(c.weighting, n.abar) * c.guidance_scale * (eps_y - eps_null)  # w·s·δ_cls
-        return finish(grad, n.t, 1, 2 * b)
+        return finish(grad, n.t, 1, 2 * n.z.shape[0])

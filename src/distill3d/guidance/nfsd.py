@@ -22,11 +22,10 @@ from distill3d.guidance.base import (
     Weighting,
     finish,
     noise_latents,
-    predict_groups,
-    prompt_conditions,
+    predict_prompt_and_texts,
     weight,
 )
-from distill3d.priors.base import Condition, Prior
+from distill3d.priors.base import Prior
 
 NEGATIVE_PROMPT = ("unrealistic, blurry, low quality, out of focus, ugly, low contrast, dull, dark, "
                    "low-resolution, gloomy")
@@ -51,12 +50,9 @@ class NFSD(GuidanceMethod):
     def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
         c = self.config
         n = noise_latents(prior, c.timesteps, inp, generator)
-        b = n.z.shape[0]
-        eps_y, eps_null, eps_neg = predict_groups(prior, [
-            (n.z_t, n.t, prompt_conditions(inp, c.view_dependent)),
-            (n.z_t, n.t, [Condition("")] * b),
-            (n.z_t, n.t, [Condition(c.negative_prompt)] * b)])
+        eps_y, eps_null, eps_neg = predict_prompt_and_texts(prior, n, inp, c.view_dependent, "",
+                                                            c.negative_prompt)
         small = (n.t < c.small_t)[:, None, None, None]
         delta_d = torch.where(small, eps_null, eps_null - eps_neg)  # δ_D
         grad = weight(c.weighting, n.abar) * (delta_d + c.guidance_scale * (eps_y - eps_null))  # w(δ_D + s·δ_cls)
-        return finish(grad, n.t, 1, 3 * b)
+        return finish(grad, n.t, 1, 3 * n.z.shape[0])

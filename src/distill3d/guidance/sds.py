@@ -30,7 +30,7 @@ from distill3d.guidance.base import (
     finish,
     noise_latents,
     predict_groups,
-    prompt_conditions,
+    predict_prompt_and_texts,
     weight,
 )
 from distill3d.guidance.perp_neg import PerpNegCurves, perp_neg_cfg, perp_neg_view
@@ -63,19 +63,18 @@ class SDS(GuidanceMethod):
         c = self.config
         n = noise_latents(prior, c.timesteps, inp, generator)  # t, ε, z_t = √ᾱ z + √(1−ᾱ) ε (Eq. 1)
         b = n.z.shape[0]
-        null = (n.z_t, n.t, [Condition(c.negative_prompt)] * b)
         if c.perp_neg:
             views = [perp_neg_view(inp.prompt, float(a), float(e), c.perp_neg_curves)
                      for a, e in zip(inp.cameras.azimuth, inp.cameras.elevation)]
-            groups = [(n.z_t, n.t, [Condition(v.positive) for v in views]), null]
+            groups = [(n.z_t, n.t, [Condition(v.positive) for v in views]),
+                      (n.z_t, n.t, [Condition(c.negative_prompt)] * b)]
             groups += [(n.z_t, n.t, [Condition(v.negatives[i]) for v in views]) for i in range(2)]
             eps_y, eps_null, *eps_negs = predict_groups(prior, groups)
             weights = torch.tensor([v.weights for v in views], dtype=eps_y.dtype, device=eps_y.device)  # [B, 2]
             eps_hat = perp_neg_cfg(eps_null, eps_y, eps_negs, weights, c.guidance_scale)
         else:
-            groups = [(n.z_t, n.t, prompt_conditions(inp, c.view_dependent)), null]
-            eps_y, eps_null = predict_groups(prior, groups)
+            eps_y, eps_null = predict_prompt_and_texts(prior, n, inp, c.view_dependent, c.negative_prompt)
             eps_hat = cfg(eps_null, eps_y, c.guidance_scale)
         grad = weight(c.weighting, n.abar) * (eps_hat - n.eps)  # Eq. 3
         limit = None if c.grad_clamp is None else c.grad_clamp(inp.step, inp.total_steps)
-        return finish(clamp_grad(grad, limit), n.t, 1, len(groups) * b)
+        return finish(clamp_grad(grad, limit), n.t, 1, (4 if c.perp_neg else 2) * b)

@@ -24,11 +24,10 @@ from distill3d.guidance.base import (
     cfg,
     finish,
     noise_latents,
-    predict_groups,
-    prompt_conditions,
+    predict_prompt_and_texts,
     weight,
 )
-from distill3d.priors.base import Condition, Prior
+from distill3d.priors.base import Prior
 
 SOURCE_PROMPT = ("oversaturated, smooth, pixelated, cartoon, foggy, hazy, blurry, bad structure, noisy, "
                  "malformed")
@@ -52,11 +51,8 @@ class SDSBridge(GuidanceMethod):
     def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
         c = self.config
         n = noise_latents(prior, c.timesteps, inp, generator)
-        b = n.z.shape[0]
-        eps_y, eps_src, eps_null = predict_groups(prior, [
-            (n.z_t, n.t, prompt_conditions(inp, c.view_dependent)),
-            (n.z_t, n.t, [Condition(c.source_prompt)] * b),
-            (n.z_t, n.t, [Condition("")] * b)])
+        eps_y, eps_src, eps_null = predict_prompt_and_texts(prior, n, inp, c.view_dependent,
+                                                            c.source_prompt, "")
         diff = cfg(eps_null, eps_y, c.guidance_scale) - cfg(eps_null, eps_src, c.guidance_scale)
         grad = weight(c.weighting, n.abar) * diff  # w(ε̂_cfg(y) − ε̂_cfg(y_src))
-        return finish(grad, n.t, 1, 3 * b)
+        return finish(grad, n.t, 1, 3 * n.z.shape[0])
