@@ -301,3 +301,17 @@ def test_the_loop_hands_the_method_the_renders_maps_of_the_priors_kind(tmp_path,
     assert maps.shape == (2, 3, 16, 16) and not maps.requires_grad
     loop.optimise(PROMPT, cfg, Recording(), TinyPrior(), tmp_path / "plain")  # no ControlNet: no maps
     assert len(calls) == 1 and inputs[1].control is None
+
+
+def test_plain_anchords_decodes_only_when_its_diagnostics_are_read():
+    """D(ẑ_src) is a 512 px VAE decode on Stable Diffusion: the step must not pay it unless asked."""
+    prior = TinyPrior()
+    decodes = []
+    real = prior.decode
+    prior.decode = lambda z: decodes.append(1) or real(z)
+    out = AnchorDS()(prior, make_input(prior), torch.Generator().manual_seed(0))
+    assert decodes == []
+    l_rec, recon = out.extras.l_rec, out.extras.reconstruction
+    assert len(decodes) == 1 and l_rec.shape == (3,) and recon.shape[0] == 3
+    METHODS["anchords-filter"].factory()(prior, make_input(prior), torch.Generator().manual_seed(0))
+    assert len(decodes) == 2  # the filter needs L_rec: decoded at once

@@ -29,7 +29,9 @@ Variants (options of this one class, named for the CLI by ``distill3d.guidance.M
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 import torch
@@ -99,11 +101,28 @@ class AnchorDSConfig:
 
 @dataclass
 class AnchorDiagnostics(Diagnostics):
-    reconstruction: Tensor  # [B, 3, S, S] D(ẑ_src), Eq. 12
-    l_rec: Tensor  # [B] Eq. 13
+    """Eq. 12-14 per view. The decode D(ẑ_src) runs when ``reconstruction`` or ``l_rec`` is first read
+    (at once for the filter and the fine-tune, which need it): on Stable Diffusion it is a VAE decode at
+    512 px, too costly to pay every step for diagnostics nobody reads."""
+
+    decode: Callable[[], Tensor]  # -> [B, 3, S, S] D(ẑ_src), Eq. 12
+    images: Tensor  # [B, 3, S, S] the renders I
     keep: Tensor  # [B] bool, Eq. 14 (all True without the filter)
     #: Fine-tune "pixel" only: mean L_rec with its autograd graph into the adapter layer (inner_step's loss).
     finetune_loss: Tensor | None = None
+
+    @cached_property
+    def reconstruction(self) -> Tensor:
+        return self.decode()  # [B, 3, S, S], Eq. 12
+
+    @property
+    def l_rec(self) -> Tensor:
+        return ((self.reconstruction - self.images) ** 2).flatten(1).mean(dim=1)  # [B], Eq. 13
+
+
+def _no_grad_decode(prior: Prior, latents: Tensor) -> Tensor:
+    with torch.no_grad():
+        return prior.decode(latents)
 
 
 class AnchorDS(GuidanceMethod):
@@ -168,9 +187,14 @@ class AnchorDS(GuidanceMethod):
         with torch.set_grad_enabled(tune_here):  # only that layer requires grad: the backward stops there
             preds = predict_rows(prior, stack_rows(groups), len(groups))
             eps_anchor = preds[2] if extra_recon_row else preds[1]
-            decoded = prior.decode(predict_x0(z_t, eps_anchor, n.abar))  # Eq. 12, D(ẑ_src): [B, 3, S, S]
-        finetune_loss = ((decoded - images) ** 2).mean() if tune_here else None  # Eq. 13, all views
-        recon = decoded.detach()
+        anchor = eps_anchor.detach()
+        diag = AnchorDiagnostics(lambda: _no_grad_decode(prior, predict_x0(z_t, anchor, n.abar)), images,
+                                 torch.ones(b, dtype=torch.bool, device=n.z.device))
+        if tune_here:
+            with torch.enable_grad():
+                decoded = prior.decode(predict_x0(z_t, eps_anchor, n.abar))  # Eq. 12, D(ẑ_src), with graph
+            diag.finetune_loss = ((decoded - images) ** 2).mean()  # Eq. 13, all views
+            diag.reconstruction = decoded.detach()
         eps_tgt, eps_src = preds[0].detach(), preds[1].detach()
         w = weight(c.weighting, n.abar)
         if isinstance(c.form, CodeForm):
@@ -178,12 +202,10 @@ class AnchorDS(GuidanceMethod):
             grad = clamp_grad(grad, c.form.grad_clamp(inp.step, inp.total_steps))
         else:
             grad = w * (eps_tgt - eps_src)  # Eq. 11
-        l_rec = ((recon - images) ** 2).flatten(1).mean(dim=1)  # Eq. 13
-        keep = torch.ones(b, dtype=torch.bool, device=n.z.device)
         if c.filter_threshold is not None:
-            keep = l_rec < c.filter_threshold  # Eq. 14
-            grad = grad * keep[:, None, None, None].to(grad.dtype)
-        return finish(grad, t, 1, len(groups) * b, AnchorDiagnostics(recon, l_rec, keep, finetune_loss))
+            diag.keep = diag.l_rec < c.filter_threshold  # Eq. 14
+            grad = grad * diag.keep[:, None, None, None].to(grad.dtype)
+        return finish(grad, t, 1, len(groups) * b, diag)
 
     # ---- fine-tune of one image-adapter layer ------------------------------------------------------
 
