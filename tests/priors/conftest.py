@@ -1,26 +1,16 @@
 """Fixtures shared by the Stable Diffusion prior tests (test_sd_*.py), on the tiny models of ``sd_tiny``.
 
-Nothing here is autouse: a module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")`` and by
-naming the fixtures, so the other tests in this folder are unaffected. diffusers is imported only inside a
+Nothing here is autouse: a module opts in by naming the fixtures, so the other tests in this folder are
+unaffected (every test runs single-threaded through ``tests/conftest.py``). diffusers is imported only inside a
 fixture (the modules that use it skip without it).
 """
 
 from __future__ import annotations
 
 import pytest
-import torch
 from sd_tiny import tiny_dirs
 
 from distill3d.priors.sd import StableDiffusionConfig, StableDiffusionPrior
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine: two threads thrash (20 s instead of 0.2 s per test)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from sd_tiny import IP_WEIGHT, IP_WEIGHT_PLAIN
 from distill3d.priors.base import Condition
 from distill3d.priors.sd import StableDiffusionConfig, StableDiffusionPrior, clip_preprocess
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # fixtures dirs, prior (the plain one), pipe: conftest.py
+# fixtures dirs, prior (the plain one), pipe: conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from distill3d.guidance import METHODS, GuidanceInput, surrogate_loss
 from distill3d.priors.sampling import sample
 from distill3d.priors.sd import StableDiffusionConfig, StableDiffusionPrior
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # fixtures one_thread, dirs: conftest.py
+# fixtures dirs, ...: conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from distill3d.core.errors import UserError
 from distill3d.priors.base import Condition, Prior
 from distill3d.priors.sd import StableDiffusionConfig, StableDiffusionPrior
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # fixtures dirs, prior, pipe: conftest.py
+# fixtures dirs, prior, pipe: conftest.py
 
 
 def _latents(n, seed=0):

@@ -34,17 +34,8 @@ def tiny_prior(seed: int = 0) -> ToyPrior:
     return ToyPrior(model)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared machine: one thread is ~30x faster than two fighting for busy cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def prior(one_thread) -> ToyPrior:
+def prior() -> ToyPrior:
     return tiny_prior()
 
 

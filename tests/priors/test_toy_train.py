@@ -52,14 +52,6 @@ def fake_data(n: int = 40, size: int = 16) -> FakeData:
     return FakeData(to_u8(views[0]), to_u8(views[1]), captions, cameras)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _cfg(steps: int, **kw) -> TrainConfig:
     return replace(TrainConfig(steps=steps, batch=6, lr=2e-3, warmup=2, holdout=8, seed=0), **kw)
 
