@@ -148,11 +148,11 @@ class AnchorDS(GuidanceMethod):
         maps = [None] * len(images) if inp.control is None else list(inp.control)
         return list(zip(images, maps))
 
-    def _anchored(self, text: str, anchors: list[tuple[Tensor | None, Tensor | None]],
-                  texts: list[str] | None = None) -> list[Condition]:
-        """(text, I, λ_ip[, map, control_scale]) per view; ``texts`` gives one text per view instead."""
+    def _anchored(self, text: str | list[str], anchors: list[tuple[Tensor | None, Tensor | None]]
+                  ) -> list[Condition]:
+        """(text, I, λ_ip[, map, control_scale]) per view; ``text`` is one for all views or one per view."""
         c = self.config
-        texts = texts or [text] * len(anchors)
+        texts = [text] * len(anchors) if isinstance(text, str) else text
         return [Condition(y, img, c.image_scale if img is not None else 0.0, control=m,
                           control_scale=c.control_scale if m is not None else 0.0)
                 for y, (img, m) in zip(texts, anchors)]
@@ -161,7 +161,7 @@ class AnchorDS(GuidanceMethod):
                            ) -> list[Condition]:
         texts = view_prompts(inp.prompt, inp.cameras, self.config.view_dependent)
         if isinstance(self.config.form, CodeForm):
-            return self._anchored("", anchors, texts)  # ε̂(y, I[, map]): both branches anchored
+            return self._anchored(texts, anchors)  # ε̂(y, I[, map]): both branches anchored
         return [Condition(y) for y in texts]  # Eq. 11: ε̂(z_t; t, y), no anchor
 
     def _source_text(self) -> str:
