@@ -30,7 +30,7 @@ import torch
 
 from distill3d.core.cameras import Cameras
 from distill3d.core.io import write_json_atomic
-from distill3d.guidance import METHODS, GuidanceInput, surrogate_loss
+from distill3d.guidance import GENERATE_METHODS, GuidanceInput, surrogate_loss
 from distill3d.guidance.anchords import AnchorDS, AnchorDSConfig, FinetuneConfig
 from distill3d.priors.base import Condition
 from distill3d.priors.sd import StableDiffusionConfig, StableDiffusionPrior
@@ -195,7 +195,7 @@ def main() -> None:
             method.inner_step(prior, inp, out, generator)
         return step
 
-    methods = {name: METHODS[name].factory() for name in STEP_METHODS[:3]}
+    methods = {name: GENERATE_METHODS[name].build() for name in STEP_METHODS[:3]}
     methods["anchords-finetune-latent"] = AnchorDS(AnchorDSConfig(finetune=FinetuneConfig(loss="latent")))
     timings = calls + _time({f"step:{name}": step_fn(methods[name]) for name in STEP_METHODS}, args.repeats, dev)
     by = {x.name: x.median_s for x in timings}

@@ -17,7 +17,8 @@ ALLOWED: dict[str, set[str]] = {
     "export": {"core", "scene"},
     "guidance": {"core", "priors"},
     "pipeline": {"core", "toyworld", "priors", "scene", "export", "guidance"},
-    "cli": {"core", "toyworld", "priors", "scene", "export", "guidance", "pipeline"},
+    "viewer": {"core", "scene", "export", "pipeline"},
+    "cli": {"core", "toyworld", "priors", "scene", "export", "guidance", "pipeline", "viewer"},
 }
 
 

@@ -19,7 +19,8 @@ def _walk(group: click.Group, ctx: click.Context, prefix: str = ""):
 
 def test_every_listed_command_loads_and_has_help():
     names = dict(_walk(cli, click.Context(cli)))
-    for expected in ("toy", "toy render", "toy dataset", "generate", "methods", "render", "export", "bench"):
+    for expected in ("toy", "toy render", "toy dataset", "generate", "edit", "methods", "render", "export", "bench",
+                     "bench edit"):
         assert expected in names
     for name, cmd in names.items():
         assert (cmd.help or "").strip(), f"{name} has no help text"

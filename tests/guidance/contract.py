@@ -10,6 +10,7 @@ from distill3d.guidance.base import GuidanceInput, GuidanceMethod, surrogate_los
 from .tiny_prior import RowwisePrior, TinyPrior
 
 PROMPT = "a red cube"
+SOURCE_PROMPT = "a blue cube"  # y_src of the editing methods' inputs
 
 
 def make_input(prior: TinyPrior, batch: int = 3, seed: int = 7, step: int = 10, total_steps: int = 100,
@@ -23,7 +24,8 @@ def make_input(prior: TinyPrior, batch: int = 3, seed: int = 7, step: int = 10, 
     if with_source:
         src_images = torch.rand(batch, 3, prior.image_size, prior.image_size, generator=g)
         source = prior.encode(src_images)
-    return GuidanceInput(latents, images, cams, PROMPT, step, total_steps, source)
+    return GuidanceInput(latents, images, cams, PROMPT, step, total_steps, source,
+                         source_prompt=SOURCE_PROMPT if with_source else None)
 
 
 class GuidanceContract:
@@ -73,6 +75,15 @@ class GuidanceContract:
         out, _ = self._run(prior, method)
         assert prior.calls == method.prior_calls_per_step == out.num_prior_calls
         assert prior.rows == out.num_prior_evals
+
+    def test_declares_every_text_besides_the_prompts(self):
+        """A prior that reads only its grammar checks ``extra_texts()`` before a run: it must be complete."""
+        prior = TinyPrior()
+        method = self.make_method()
+        self._run(prior, method)
+        prompts = (PROMPT, SOURCE_PROMPT) if self.with_source else (PROMPT,)
+        undeclared = {t for t in prior.texts if t and not t.startswith(prompts)} - set(method.extra_texts())
+        assert not undeclared
 
     def test_batched_equals_row_by_row(self):
         prior = TinyPrior()

@@ -5,7 +5,7 @@ from itertools import pairwise
 
 import torch
 
-from distill3d.guidance import METHODS
+from distill3d.guidance import GENERATE_METHODS
 from distill3d.guidance.anchords import AnchorDS, AnchorDSConfig, CodeForm, FinetuneConfig
 from distill3d.priors.base import Condition
 
@@ -98,7 +98,7 @@ def test_filter_zeroes_views_with_high_l_rec():
 def test_registry_filter_uses_gamma_003():
     prior = TinyPrior()
     inp = make_input(prior, batch=4)
-    out = METHODS["anchords-filter"].factory()(prior, inp, torch.Generator().manual_seed(1))
+    out = GENERATE_METHODS["anchords-filter"].build()(prior, inp, torch.Generator().manual_seed(1))
     assert torch.equal(out.extras.keep, out.extras.l_rec < 0.03)
     assert (out.grad[~out.extras.keep] == 0).all()
 
@@ -115,7 +115,7 @@ def test_plain_anchords_trains_nothing():
 
 def test_finetune_inner_step_updates_the_adapter_layer_only():
     prior = TinyPrior()
-    method = METHODS["anchords-finetune"].factory()
+    method = GENERATE_METHODS["anchords-finetune"].build()
     params = method.trainable_parameters(prior)
     assert [p.shape for p in params] == [p.shape for p in prior.adapter.parameters()]
     before = [p.detach().clone() for p in params]
@@ -202,7 +202,7 @@ def test_finetune_keeps_one_optimizer_when_the_prior_hands_out_fresh_layer_conta
             return torch.nn.ModuleList([self.adapter])
 
     prior = FreshContainers()
-    method = METHODS["anchords-finetune"].factory()
+    method = GENERATE_METHODS["anchords-finetune"].build()
     inp = make_input(prior)
     for seed in range(3):
         out = method(prior, inp, torch.Generator().manual_seed(seed))
@@ -313,5 +313,5 @@ def test_plain_anchords_decodes_only_when_its_diagnostics_are_read():
     assert decodes == []
     l_rec, recon = out.extras.l_rec, out.extras.reconstruction
     assert len(decodes) == 1 and l_rec.shape == (3,) and recon.shape[0] == 3
-    METHODS["anchords-filter"].factory()(prior, make_input(prior), torch.Generator().manual_seed(0))
+    GENERATE_METHODS["anchords-filter"].build()(prior, make_input(prior), torch.Generator().manual_seed(0))
     assert len(decodes) == 2  # the filter needs L_rec: decoded at once

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from distill3d.core.cameras import Cameras
-from distill3d.guidance import METHODS
+from distill3d.core.errors import UserError
+from distill3d.guidance import EDIT_METHODS, GENERATE_METHODS, KINDS, METHODS, find_method
 from distill3d.guidance.base import (
     AnnealedTimesteps,
     Constant,
@@ -129,13 +130,19 @@ def test_stack_rows_rejects_mismatched_groups():
         stack_rows([(z, t, [Condition("a")])])
 
 
-def test_registry_names_and_descriptions():
-    for name in ("sds", "anchords", "anchords-filter", "anchords-finetune", "isd", "uds"):
-        assert name in METHODS
-    for name, entry in METHODS.items():
-        assert entry.description and "\n" not in entry.description, name
-        kwargs = {"source_prompt": "a photo"} if name in ("uds-edit", "dds") else {}
-        assert callable(entry.factory(**kwargs))
-    assert METHODS["anchords-filter"].factory().config.filter_threshold == 0.03
-    assert METHODS["anchords-finetune"].factory().config.finetune.lr == 1e-4
-    assert METHODS["sds"].factory(guidance_scale=7.5).config.guidance_scale == 7.5
+def test_registry_names_kinds_and_presets():
+    assert {"sds", "anchords", "anchords-filter", "anchords-finetune", "isd", "uds"} <= set(GENERATE_METHODS)
+    assert {"uds", "dds", "pds"} <= set(EDIT_METHODS)
+    assert len({(e.kind, e.name) for e in METHODS}) == len(METHODS)  # a name is unique within its kind
+    for e in METHODS:
+        assert e.kind in KINDS and e.description and "\n" not in e.description, e.name
+        method = e.build()
+        assert isinstance(method, e.cls) and isinstance(method.config, e.config_type), e.name
+    assert GENERATE_METHODS["anchords-filter"].build().config.filter_threshold == 0.03
+    assert GENERATE_METHODS["anchords-finetune"].build().config.finetune.lr == 1e-4
+    assert GENERATE_METHODS["sds"].build(guidance_scale=7.5).config.guidance_scale == 7.5
+    assert find_method("uds", "edit").cls is not find_method("uds", "generate").cls
+    with pytest.raises(UserError, match="'dds' is an edit method"):
+        find_method("dds", "generate")
+    with pytest.raises(UserError, match=f"unknown edit method 'magic'; choose one of {', '.join(EDIT_METHODS)}$"):
+        find_method("magic", "edit")

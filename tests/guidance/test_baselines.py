@@ -9,13 +9,14 @@ import torch
 
 from distill3d.guidance.base import AnnealedTimesteps
 from distill3d.guidance.csd import CSD
-from distill3d.guidance.dds import DDS, DDSConfig
+from distill3d.guidance.dds import DDS
 from distill3d.guidance.ism import ISM, ISMConfig
 from distill3d.guidance.nfsd import NFSD, NFSDConfig
 from distill3d.guidance.sds_bridge import SOURCE_PROMPT, SDSBridge, SDSBridgeConfig
 from distill3d.priors.base import Condition
 
 from .contract import PROMPT, GuidanceContract, make_input
+from .contract import SOURCE_PROMPT as EDIT_SOURCE
 from .helpers import VIEW_NAMES, abar, noised, one, replay
 from .tiny_prior import TinyPrior
 
@@ -44,7 +45,7 @@ class TestDDSContract(GuidanceContract):
     with_source = True
 
     def make_method(self):
-        return DDS(DDSConfig(source_prompt="a blue cube"))
+        return DDS()
 
 
 def _views(method, seed, prior=None, inp=None):
@@ -113,11 +114,11 @@ def test_ism_by_hand():
 
 def test_dds_by_hand():
     tiny = TinyPrior()
-    views = _views(DDS(DDSConfig(source_prompt="a blue cube")), 5, tiny, make_input(tiny, with_source=True))
+    views = _views(DDS(), 5, tiny, make_input(tiny, with_source=True))
     for out, prior, inp, i, ti, a, eps in views:
         zt_tgt = noised(inp.latents[i].detach(), eps, a)
         zt_src = noised(inp.source_latents[i], eps, a)
         e_t, e_t0 = one(prior, zt_tgt, ti, Condition(PROMPT)), one(prior, zt_tgt, ti, Condition(""))
-        e_s, e_s0 = one(prior, zt_src, ti, Condition("a blue cube")), one(prior, zt_src, ti, Condition(""))
+        e_s, e_s0 = one(prior, zt_src, ti, Condition(EDIT_SOURCE)), one(prior, zt_src, ti, Condition(""))
         expected = (1 - a) * ((e_t0 + 100 * (e_t - e_t0)) - (e_s0 + 100 * (e_s - e_s0)))
         torch.testing.assert_close(out.grad[i], expected, rtol=1e-4, atol=1e-4)

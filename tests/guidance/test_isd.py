@@ -89,3 +89,18 @@ def test_isd_without_multiview_term_and_without_reference():
     method = ISD()
     method.set_reference(_reference())
     assert torch.isfinite(method(prior, inp, torch.Generator()).grad).all()
+
+
+def test_setup_samples_the_reference_once_and_the_state_dict_keeps_it():
+    prior = TinyPrior()
+    method = ISD()
+    method.setup(prior, PROMPT, seed=0)
+    ref = method.reference
+    assert ref.shape == (3, 16, 16) and 0 <= ref.min() and ref.max() <= 1
+    method.setup(prior, PROMPT, seed=1)
+    assert method.reference is ref  # made once: a given or restored reference is kept
+    other = ISD()
+    other.load_state_dict(prior, method.state_dict(prior))
+    assert torch.equal(other.reference, ref)
+    with pytest.raises(ValueError, match="reference"):
+        ISD()(prior, make_input(prior), torch.Generator())

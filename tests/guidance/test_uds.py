@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import math
+from itertools import pairwise
+
 import torch
 
 from distill3d.guidance.base import AnnealedTimesteps
 from distill3d.guidance.uds import UDS, UDSConfig, UDSEdit, UDSEditConfig
 from distill3d.priors.base import Condition
 
-from .contract import PROMPT, GuidanceContract, make_input
+from .contract import PROMPT, SOURCE_PROMPT, GuidanceContract, make_input
 from .helpers import VIEW_NAMES, abar, noised, one, replay, x0
 from .tiny_prior import TinyPrior
 
@@ -25,7 +28,14 @@ class TestUDSEditContract(GuidanceContract):
     with_source = True
 
     def make_method(self):
-        return UDSEdit(UDSEditConfig(source_prompt="a blue cube"))
+        return UDSEdit()
+
+
+class TestUDSEditDDIMContract(GuidanceContract):
+    with_source = True
+
+    def make_method(self):
+        return UDSEdit(UDSEditConfig(x0_steps=3))
 
 
 def _check_generation(negative: str | None, seed: int) -> None:
@@ -71,7 +81,7 @@ def test_uds_clamps_t_minus_c_at_zero():
 def test_uds_edit_is_eq14():
     prior = TinyPrior()
     inp = make_input(prior, with_source=True)
-    cfg = UDSEditConfig(source_prompt="a blue cube")
+    cfg = UDSEditConfig()
     out = UDSEdit(cfg)(prior, inp, torch.Generator().manual_seed(5))
     t, eps = replay(prior, cfg.timesteps, inp, 5)
     for i in range(3):
@@ -80,7 +90,7 @@ def test_uds_edit_is_eq14():
         zt_src = noised(inp.source_latents[i], eps[i], a)  # same ε, same t
         e_tgt0, e_src0 = one(prior, zt_tgt, ti, Condition("")), one(prior, zt_src, ti, Condition(""))
         d_tgt = one(prior, zt_tgt, ti, Condition(PROMPT)) - e_tgt0
-        d_src = one(prior, zt_src, ti, Condition("a blue cube")) - e_src0
+        d_src = one(prior, zt_src, ti, Condition(SOURCE_PROMPT)) - e_src0
         expected = (1 - a) * ((x0(zt_tgt, e_tgt0, a) - x0(zt_src, e_src0, a)) + 7.5 * (d_tgt - d_src))
         torch.testing.assert_close(out.grad[i], expected, rtol=1e-4, atol=1e-4)
 
@@ -88,6 +98,32 @@ def test_uds_edit_is_eq14():
 def test_uds_edit_of_an_unchanged_asset_with_the_same_prompt_is_zero():
     prior = TinyPrior()
     inp = make_input(prior)
-    inp.source_latents = inp.latents.detach().clone()
-    out = UDSEdit(UDSEditConfig(source_prompt=PROMPT))(prior, inp, torch.Generator())
+    inp.source_latents, inp.source_prompt = inp.latents.detach().clone(), PROMPT
+    out = UDSEdit()(prior, inp, torch.Generator())
     assert out.grad.abs().max() == 0
+
+
+def test_uds_edit_ddim_x0_is_eq15_iterated_to_zero():
+    prior = TinyPrior()
+    inp = make_input(prior, with_source=True)
+    cfg = UDSEditConfig(x0_steps=3)
+    out = UDSEdit(cfg)(prior, inp, torch.Generator().manual_seed(6))
+    t, eps = replay(prior, cfg.timesteps, inp, 6)
+    assert out.num_prior_calls == 3 and out.num_prior_evals == 4 * 3 + 2 * 2 * 3
+
+    def ddim_x0(z_t, ti):  # Eq. 15 with ε̂(∅): t -> ⌊2t/3⌋ -> ⌊t/3⌋, then x̂0
+        taus = [ti, ti * 2 // 3, ti // 3]
+        z = z_t
+        for a_, b_ in pairwise(taus):
+            e = one(prior, z, a_, Condition(""))
+            z = math.sqrt(abar(prior, b_)) * x0(z, e, abar(prior, a_)) + math.sqrt(1 - abar(prior, b_)) * e
+        return x0(z, one(prior, z, taus[-1], Condition("")), abar(prior, taus[-1]))
+
+    for i in range(3):
+        ti, a = int(t[i]), abar(prior, int(t[i]))
+        zt_tgt = noised(inp.latents[i].detach(), eps[i], a)
+        zt_src = noised(inp.source_latents[i], eps[i], a)
+        d_tgt = one(prior, zt_tgt, ti, Condition(PROMPT)) - one(prior, zt_tgt, ti, Condition(""))
+        d_src = one(prior, zt_src, ti, Condition(SOURCE_PROMPT)) - one(prior, zt_src, ti, Condition(""))
+        expected = (1 - a) * ((ddim_x0(zt_tgt, ti) - ddim_x0(zt_src, ti)) + 7.5 * (d_tgt - d_src))
+        torch.testing.assert_close(out.grad[i], expected, rtol=1e-4, atol=1e-4)

@@ -47,6 +47,7 @@ class TinyPrior:
         self._abar = alphas_cumprod_scaled_linear(self.num_timesteps)
         self.calls = 0
         self.rows = 0
+        self.texts: set[str] = set()  # every text a condition carried
 
     @property
     def alphas_cumprod(self) -> Tensor:
@@ -88,6 +89,7 @@ class TinyPrior:
         assert t.shape == (n,) and len(conditions) == n, "one timestep and one condition per row"
         self.calls += 1
         self.rows += n
+        self.texts.update(c.text for c in conditions)
         cond = torch.stack([self._condition_term(c, h, w) for c in conditions])  # [N, C, h, w]
         time = (t.float() / self.num_timesteps)[:, None, None, None] * self.time_vec[None, :, None, None]
         return torch.tanh(torch.einsum("cd,bdhw->bchw", self.mix, z_t) + cond + time)

@@ -21,9 +21,13 @@ def tiny_prior() -> ToyPrior:
     return make_tiny_prior()
 
 
+def make_tiny_judge() -> judge_module.Judge:
+    torch.manual_seed(1)
+    return judge_module.Judge(judge_module.JudgeNet(judge_module.JudgeConfig(widths=(4, 4, 4), hidden=8)))
+
+
 @pytest.fixture(autouse=True)
 def tiny_judge(monkeypatch):
-    torch.manual_seed(1)
-    judge = judge_module.Judge(judge_module.JudgeNet(judge_module.JudgeConfig(widths=(4, 4, 4), hidden=8)))
+    judge = make_tiny_judge()
     monkeypatch.setattr(judge_module.Judge, "load", staticmethod(lambda path=None: judge))
     return judge

@@ -1,3 +1,5 @@
+import pytest
+
 from distill3d.cli.main import main
 
 
@@ -14,12 +16,13 @@ def test_generate_caption_outside_toy_grammar(tmp_path, capsys):
 
 def test_generate_unknown_method_and_bad_set(tmp_path, capsys):
     assert main(["generate", "a red cube", "--method", "magic", "--out", str(tmp_path / "r")]) == 2
-    assert "unknown method" in _one_line_error(capsys)
+    assert "unknown generate method" in _one_line_error(capsys)
     assert main(["generate", "a red cube", "--set", "steps=lots", "--out", str(tmp_path / "r")]) == 2
     assert "expected int" in _one_line_error(capsys)
 
 
 def test_generate_with_missing_stable_diffusion_weights_says_what_to_do(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("diffusers", reason="the Stable Diffusion prior needs the 'sd' extra")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     rc = main(["generate", "a photo of a dragon", "--prior", "sd", "--model", str(tmp_path / "no_such_model"),
@@ -30,8 +33,16 @@ def test_generate_with_missing_stable_diffusion_weights_says_what_to_do(tmp_path
     assert not (tmp_path / "r" / "run.json").exists()
 
 
-def test_methods_lists_every_generation_method(capsys):
+def test_methods_lists_every_registered_method_under_its_kind_and_every_representation(capsys):
+    from distill3d.guidance import KINDS, methods_of
+    from distill3d.scene.registry import REPRESENTATIONS
+
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
-    for name in ("sds", "anchords", "anchords-filter", "anchords-finetune", "isd", "uds"):
-        assert f"\n{name}: " in "\n" + out
+    sections = out.split("edit methods")
+    assert len(sections) == 2
+    for kind, text in zip(KINDS, sections):
+        for name, entry in methods_of(kind).items():
+            assert f"\n{name}: {entry.description}\n    {entry.config()}\n" in text
+    for name, entry in REPRESENTATIONS.items():
+        assert f"representation {name}: " in out and f"{entry.config_type()}" in out

@@ -57,6 +57,7 @@ def _build_tiny_clip(dir):
 
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory):
+    pytest.importorskip("transformers", reason="CLIP evaluation needs the 'sd' extra (transformers)")
     return _build_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip")
 
 
@@ -129,6 +130,7 @@ def test_clip_command_scores_turntable_views_and_writes_json(clip_dir, run_dir, 
 
 
 def test_missing_clip_weights_are_one_line_with_exit_code_1(run_dir, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("transformers", reason="CLIP evaluation needs the 'sd' extra (transformers)")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     missing = tmp_path / "no_clip_here"

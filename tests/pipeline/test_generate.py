@@ -1,20 +1,22 @@
 import json
+from dataclasses import fields
 
 import pytest
 import torch
 
 from distill3d.core.errors import UserError
 from distill3d.export.ply import load_gaussians_ply
+from distill3d.guidance import GENERATE_METHODS, METHODS
 from distill3d.pipeline.config import RunConfig, parse_overrides, resolve_run_config
 from distill3d.pipeline.generate import generate
 from distill3d.pipeline.loop import build_method, optimise
+from distill3d.scene.registry import REPRESENTATIONS
 
 from .conftest import make_tiny_prior
 
 FAST = {"steps": "2", "views_per_step": "2", "num_gaussians": "200", "checkpoint_every": "0",
         "preview_every": "0", "export_size": "16", "turntable_frames": "4", "mesh_resolution": "16"}
 PROMPT = "a red cube on top of a blue sphere"
-GENERATION_METHODS = ["sds", "anchords", "anchords-filter", "anchords-finetune", "isd", "uds"]
 
 
 def _run(method, out, prior, **extra):
@@ -22,9 +24,18 @@ def _run(method, out, prior, **extra):
     return generate(PROMPT, cfg, rest, out, prior=prior, progress=False)
 
 
-@pytest.mark.parametrize("method", GENERATION_METHODS)
+def toy_texts(entry) -> dict[str, str]:
+    """--set values that replace the method's own texts (negative or source prompts, ``extra_texts()``) by a
+    caption of the toy grammar, which is all the toy prior reads."""
+    config = entry.config()
+    texts = set(entry.build().extra_texts())
+    return {f.name: "a gray sphere" for f in fields(config) if isinstance(getattr(config, f.name), str)
+            and getattr(config, f.name) in texts}
+
+
+@pytest.mark.parametrize("method", list(GENERATE_METHODS))
 def test_each_method_runs_end_to_end(method, tmp_path, tiny_prior):
-    result = _run(method, tmp_path / method, tiny_prior)
+    result = _run(method, tmp_path / method, tiny_prior, **toy_texts(GENERATE_METHODS[method]))
     out = result.out_dir
     for name in ("gaussians.ply", "mesh.glb", "mesh.obj", "views.png", "preset.json", "run.json"):
         assert (out / name).is_file(), name
@@ -100,7 +111,7 @@ def test_earlier_results_are_never_overwritten(tmp_path, tiny_prior):
 
 def test_overrides_are_typed_and_checked():
     cfg, rest = resolve_run_config("anchords", parse_overrides(["steps=7", "image_scale=0.3", "lr_colors=0.5"]))
-    assert cfg.steps == 7 and cfg.lr_colors == 0.5 and rest == {"image_scale": "0.3"}
+    assert cfg.steps == 7 and cfg.representation_config.lr_colors == 0.5 and rest == {"image_scale": "0.3"}
     assert build_method(cfg, rest).config.image_scale == 0.3
     with pytest.raises(UserError, match="expected int"):
         resolve_run_config("sds", {"steps": "many"})
@@ -108,8 +119,26 @@ def test_overrides_are_typed_and_checked():
         build_method(RunConfig(method="sds"), {"no_such_field": "1"})
     with pytest.raises(UserError, match="key=value"):
         parse_overrides(["steps"])
-    with pytest.raises(UserError, match="unknown method"):
+    with pytest.raises(UserError, match="unknown generate method"):
         resolve_run_config("magic", {})
+    with pytest.raises(UserError, match="num_gaussians must be at least 1"):
+        resolve_run_config("sds", {"num_gaussians": "0"})
+    with pytest.raises(UserError, match="unknown representation"):
+        resolve_run_config("sds", {"representation": "mesh"})
+    with pytest.raises(UserError, match="unknown --set key.*grid_resolution.*num_gaussians"):
+        build_method(resolve_run_config("sds", {})[0], {"grid_resolution": "8"})  # a radiance key, Gaussians run
+    radiance, _ = resolve_run_config("sds", {"representation": "radiance", "grid_resolution": "8"})
+    assert radiance.representation_config.grid_resolution == 8
+
+
+def test_set_keys_name_one_field_each():
+    """A --set key goes to the run, else the representation, else the method: no name may be in two."""
+    run = {f.name for f in fields(RunConfig)}
+    for rep in REPRESENTATIONS.values():
+        mine = {f.name for f in fields(rep.config_type)}
+        assert not mine & run, rep.name
+        for m in METHODS:
+            assert not {f.name for f in fields(m.config_type)} & (mine | run), (rep.name, m.kind, m.name)
 
 
 def test_toy_prior_rejects_captions_outside_the_grammar(tmp_path, tiny_prior):
@@ -117,11 +146,18 @@ def test_toy_prior_rejects_captions_outside_the_grammar(tmp_path, tiny_prior):
     with pytest.raises(UserError, match="grammar"):
         generate("a photo of a dragon", cfg, rest, tmp_path / "x", prior=tiny_prior, progress=False)
     assert not (tmp_path / "x").exists()
+    cfg, rest = resolve_run_config("sds-bridge", FAST)  # its handcrafted source prompt is not a toy caption
+    with pytest.raises(UserError, match="sds-bridge conditions on the text 'oversaturated.*--set"):
+        generate(PROMPT, cfg, rest, tmp_path / "x", prior=tiny_prior, progress=False)
+    assert not (tmp_path / "x").exists()
 
 
 def test_radiance_field_run_and_resume(tmp_path, tiny_prior):
-    result = _run("anchords", tmp_path / "rf", tiny_prior, representation="radiance", grid_resolution="12")
+    fast = {k: v for k, v in FAST.items() if k != "num_gaussians"}  # a Gaussians key: refused for a field
+    cfg, rest = resolve_run_config("anchords", {**fast, "representation": "radiance", "grid_resolution": "12"})
+    result = generate(PROMPT, cfg, rest, tmp_path / "rf", prior=tiny_prior, progress=False)
     assert (result.out_dir / "radiance.safetensors").is_file() and not (result.out_dir / "gaussians.ply").exists()
-    raw = {**FAST, "steps": "4", "checkpoint_every": "2", "representation": "radiance", "grid_resolution": "12"}
+    assert json.loads((result.out_dir / "run.json").read_text())["files"]["radiance"] == "radiance.safetensors"
+    raw = {**fast, "steps": "4", "checkpoint_every": "2", "representation": "radiance", "grid_resolution": "12"}
     straight, resumed, _ = _straight_and_resumed("sds", raw, tmp_path)
     assert torch.equal(straight.density, resumed.density) and torch.equal(straight.features, resumed.features)

@@ -218,7 +218,7 @@ def test_control_scale_zero_is_exactly_no_control(both, ip):
     zero = [Condition("a red cube", control=m, control_scale=0.0), Condition("", im, 0.5, control=m)]
     got = both.predict_noise(z, t, zero)
     assert torch.equal(got, both.predict_noise(z, t, plain))
-    assert torch.equal(got, ip.predict_noise(z, t, plain))  # and the same as a prior without a ControlNet
+    torch.testing.assert_close(got, ip.predict_noise(z, t, plain), atol=1e-5, rtol=1e-4)  # as without a ControlNet (other instance: float order may differ)
     on = both.predict_noise(z, t, [Condition("a red cube", control=m, control_scale=1.0), plain[1]])
     assert (on[0] - got[0]).abs().max() > 1e-2 and torch.equal(on[1], got[1])
 

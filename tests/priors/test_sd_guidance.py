@@ -21,19 +21,19 @@ def prior(dirs):
                                                       ip_adapter_subfolder=IP_SUBFOLDER, ip_adapter_weight=IP_WEIGHT))
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
-def test_one_step_on_stable_diffusion(name, prior):
+@pytest.mark.parametrize("entry", METHODS, ids=lambda e: f"{e.kind}:{e.name}")
+def test_one_step_on_stable_diffusion(entry, prior):
     g = torch.Generator().manual_seed(0)
     s = prior.image_size
     images = torch.rand(2, 3, s, s, generator=g).requires_grad_(True)
     latents = prior.encode(images)
-    kwargs = {"source_prompt": "a cat"} if name in ("uds-edit", "dds") else {}
-    method = METHODS[name].factory(**kwargs)
+    name, edit = entry.name, entry.kind == "edit"
+    method = entry.build()
     if name == "isd":
         method.set_reference(sample(prior, "a dog", n=1, steps=2, seed=0)[0])
-    source = prior.encode(torch.rand(2, 3, s, s, generator=g)).detach() if kwargs else None
+    source = prior.encode(torch.rand(2, 3, s, s, generator=g)).detach() if edit else None
     inp = GuidanceInput(latents.detach(), images.detach(), Cameras.from_angles([0.0, 90.0], 15.0), "a dog",
-                        step=0, total_steps=10, source_latents=source)
+                        step=0, total_steps=10, source_latents=source, source_prompt="a cat" if edit else None)
     out = method(prior, inp, g)
     assert out.grad.shape == latents.shape and torch.isfinite(out.grad).all()
     surrogate_loss(latents, out.grad).backward()

@@ -72,7 +72,7 @@ def test_cfg_combination_equals_pipeline_step(prior, pipe, dirs):
                                            [Condition("blurry"), Condition("a red cube")])
     guided = eps_neg + s * (eps_txt - eps_neg)
     got = sched.step(guided[None], t, z).prev_sample
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got, want, rtol=1e-3, atol=5e-4)
 
 
 def test_text_cache_keyed_by_string(prior):

@@ -70,7 +70,7 @@ def test_mixed_batch_equals_separate_calls(prior):
         Condition("", _image(1), 1.0),  # image only
         Condition("a red cube, front view", camera=(30.0, 10.0)),
         Condition(""),  # nothing
-        Condition("a torus", _image(2), 0.0),  # λ_ip = 0: no image
+        Condition("a gray torus", _image(2), 0.0),  # λ_ip = 0: no image
         Condition("", _image(3, size=24), 0.5, camera=(200.0, 45.0)),  # resized image + camera
     ]
     z, t = _inputs(len(conditions))

@@ -81,7 +81,7 @@ def test_training_decreases_the_loss(tmp_path):
 def test_resume_is_bit_identical(tmp_path):
     data = fake_data()
     whole = train(data, small_config(), _cfg(30), tmp_path / "a", progress=False, log=lambda s: None)
-    train(data, small_config(), _cfg(15), tmp_path / "b", progress=False, log=lambda s: None)
+    train(data, small_config(), _cfg(30), tmp_path / "b", progress=False, log=lambda s: None, stop_at=15)
     resumed = train(data, small_config(), _cfg(30), tmp_path / "b", resume=True, progress=False, log=lambda s: None)
     assert resumed.step == 30
     for a, b in ((whole.model, resumed.model), (whole.ema, resumed.ema)):
@@ -105,8 +105,8 @@ def test_batches_follow_the_dropout_and_view_rules():
     g = torch.Generator().manual_seed(0)
     same = draw_batch(data, 32, _cfg(1, batch=256), g)
     rows = same.image_rows
-    assert 0.45 < len(rows) / 256 < 0.75  # image kept with probability 0.6
-    assert 0.35 < sum(c == "" for c in same.captions) / 256 < 0.65  # text dropped with probability 0.5
+    assert 0.35 < len(rows) / 256 < 0.65  # image kept with probability 0.5
+    assert 0.2 < sum(c == "" for c in same.captions) / 256 < 0.4  # text dropped with probability 0.3
     assert torch.allclose(2 * same.cond_image - 1, same.x0[rows])  # "same": the denoised view itself
     with_view = [c for c in same.captions if c.endswith(" view")]
     assert 0.1 < len(with_view) / 256 < 0.4

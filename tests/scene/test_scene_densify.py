@@ -119,3 +119,18 @@ def test_presets_drive_a_real_render_loop():
         opt.zero_grad()
         strategy.step(model, opt, step)
     assert len(model) > 100
+
+
+def test_the_gaussians_densifier_follows_the_run_config_and_its_state_round_trips():
+    from distill3d.scene import DENSIFY_PRESETS, GaussianRunConfig
+
+    model = model_of([0.001, 0.5])
+    assert model.densifier(GaussianRunConfig()) is None  # "none"
+    strategy = model.densifier(GaussianRunConfig(densify="toy"))
+    assert strategy.config == DENSIFY_PRESETS["toy"] and strategy.state.count.shape == (2,)
+    strategy.update(fake_render(2, [[3.0, 0.0], [0.0, 4.0]], [5, 6]))
+    other = model.densifier(GaussianRunConfig(densify="toy"))
+    other.load_state_dict({k: v.clone() for k, v in strategy.state_dict().items()})
+    for name in ("grad_accum", "count", "max_radii"):
+        assert torch.equal(getattr(other.state, name), getattr(strategy.state, name)), name
+    assert other.state.count.tolist() == [1.0, 1.0]

@@ -1,12 +1,32 @@
-"""Every representation passes the contract in contract.py."""
+"""Every representation passes the contract in contract.py: each registered one as a run builds it (with
+its parameters perturbed so that seeds differ), plus hand-made variants (SH degree 1, an MLP head)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from distill3d.scene import GaussianModel, RadianceFieldConfig, VoxelRadianceField
+from distill3d.scene.registry import REPRESENTATIONS
 
 from .contract import RepresentationContract
+
+
+class TestEveryRegisteredRepresentation(RepresentationContract):
+    @pytest.fixture(autouse=True, params=sorted(REPRESENTATIONS))
+    def _entry(self, request):
+        self.entry = REPRESENTATIONS[request.param]
+
+    def config(self):
+        return self.entry.config_type()
+
+    def make(self, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        rep = self.entry.cls.build(self.config(), g)
+        with torch.no_grad():
+            for p in rep.parameters():
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+        return rep
 
 
 class TestGaussiansContract(RepresentationContract):

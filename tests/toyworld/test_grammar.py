@@ -67,3 +67,15 @@ def test_heldout_split():
 def test_scene_spec_validates():
     with pytest.raises(ValueError):
         SceneSpec(())
+
+
+def test_the_documented_heldout_list_is_the_rule():
+    from pathlib import Path
+
+    from distill3d.toyworld.grammar import HELDOUT_SINGLES, all_specs, is_heldout
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "heldout_captions.txt").read_text()
+    listed = [line for line in text.splitlines() if line and not line.startswith("#")]
+    expected = list(HELDOUT_SINGLES) + [s.caption for s in all_specs() if s.relation and is_heldout(s)]
+    assert listed == expected
+    assert len(listed) == len(set(listed)) > 400

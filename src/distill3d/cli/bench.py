@@ -1,4 +1,4 @@
-"""``distill3d bench step-cost | quality``: benchmark commands that write result files."""
+"""``distill3d bench step-cost | quality | edit``: benchmark commands that write result files."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ def _split(text: str) -> list[str]:
 
 @click.group(cls=LazyGroup, lazy_commands={"step-cost": "distill3d.cli.bench:step_cost",
                                            "quality": "distill3d.cli.bench:quality",
+                                           "edit": "distill3d.cli.bench:edit",
                                            "clip": "distill3d.cli.bench_eval:clip",
                                            "t3bench": "distill3d.cli.bench_eval:t3bench"})
 def bench() -> None:
@@ -34,14 +35,14 @@ def step_cost(methods: str, steps: int, rounds: int, views: int, threads: int, o
     from pathlib import Path
 
     from distill3d.core.errors import UserError
-    from distill3d.guidance import METHODS
+    from distill3d.guidance import GENERATE_METHODS
     from distill3d.pipeline.bench import step_cost as run
     from distill3d.pipeline.bench import write_step_cost
 
     names = _split(methods)
-    unknown = [m for m in names if m not in METHODS]
+    unknown = [m for m in names if m not in GENERATE_METHODS]
     if unknown:
-        raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(GENERATE_METHODS)}")
     costs = run(names, steps=steps, rounds=rounds, views=views, threads=threads)
     write_step_cost(costs, Path(out), "distill3d " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     for c in costs:
@@ -60,17 +61,66 @@ def quality(methods: str, prompts: str | None, seeds: str, overrides: tuple[str,
     """Judged accuracy of generated assets per method and caption kind (resumable sweep)."""
     from pathlib import Path
 
-    from distill3d.core.errors import UserError
+    from distill3d.core.errors import UserError, shorten
     from distill3d.pipeline.bench import DEFAULT_PROMPTS
     from distill3d.pipeline.bench import quality as run
+    from distill3d.pipeline.config import parse_overrides, resolve_run_config
+    from distill3d.pipeline.generate import check_prompt
+    from distill3d.pipeline.loop import build_method
+
+    try:
+        seed_list = [int(s) for s in _split(seeds)]
+    except ValueError:
+        raise UserError(f"--seeds must be comma-separated integers, got {shorten(seeds)!r}") from None
+    prompt_list = [p.strip() for p in prompts.split(";")] if prompts else list(DEFAULT_PROMPTS)
+    method_list, raw = _split(methods), parse_overrides(list(overrides))
+    if not (method_list and seed_list and all(prompt_list)):
+        raise UserError("--methods, --prompts and --seeds must each name at least one (and no empty) entry")
+    for prompt in prompt_list:  # every input is checked before the sweep writes anything
+        check_prompt(prompt, "toy")
+    for method in method_list:
+        for seed in seed_list:
+            cfg, rest = resolve_run_config(method, {**raw, "seed": str(seed)})
+            build_method(cfg, rest)
+    result = run(method_list, prompt_list, seed_list, Path(out_dir), raw)
+    for m, s in result["summary"].items():
+        click.echo(f"{m:18s} {s['match_rate']:.0%} of views match; by kind {s['by_kind']}")
+    click.echo(f"wrote {out_dir}/results.json and results.md")
+
+
+@click.command("edit")
+@click.option("--methods", default=None, help="Comma-separated edit methods [default: every one registered].")
+@click.option("--pairs", default=None,
+              help="'from -> to' toy captions separated by ';', each changing one attribute of one object "
+                   "(from == to: an identity check) [default: a colour and a shape change, one and two objects, "
+                   "and an identity check per source].")
+@click.option("--seeds", default="0,1,2", show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=None, help="Steps per edit [default: the edit preset's].")
+@click.option("--source-points", default=5000, show_default=True, type=click.IntRange(10),
+              help="Gaussians of each source asset (surfels on the truth's surface).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Preset overrides for every edit.")
+@click.option("--out", "out_dir", default="benchmarks/results/edit", show_default=True,
+              type=click.Path(file_okay=False))
+def edit(methods: str | None, pairs: str | None, seeds: str, steps: int | None, source_points: int,
+         overrides: tuple[str, ...], out_dir: str) -> None:
+    """Editing methods on the toy world (truth known before and after): did the edited object change,
+    did the rest stay, how far an identity edit drifts; mean ± 95% interval over seeds (resumable sweep)."""
+    from pathlib import Path
+
+    from distill3d.core.errors import UserError
+    from distill3d.guidance import EDIT_METHODS
+    from distill3d.pipeline.bench_edit import bench_edit, default_pairs, parse_pairs, write_table
     from distill3d.pipeline.config import parse_overrides
 
     try:
         seed_list = [int(s) for s in _split(seeds)]
     except ValueError:
         raise UserError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
-    prompt_list = [p.strip() for p in prompts.split(";")] if prompts else list(DEFAULT_PROMPTS)
-    result = run(_split(methods), prompt_list, seed_list, Path(out_dir), parse_overrides(list(overrides)))
-    for m, s in result["summary"].items():
-        click.echo(f"{m:18s} {s['match_rate']:.0%} of views match; by kind {s['by_kind']}")
+    raw = parse_overrides(list(overrides))
+    if steps is not None:
+        raw["steps"] = str(steps)
+    method_list = _split(methods) if methods else list(EDIT_METHODS)
+    pair_list = parse_pairs(pairs) if pairs else default_pairs()
+    result = bench_edit(method_list, pair_list, seed_list, Path(out_dir), raw, source_points=source_points)
+    click.echo(write_table(result, Path(out_dir), "distill3d " + " ".join(shlex.quote(a) for a in sys.argv[1:])))
     click.echo(f"wrote {out_dir}/results.json and results.md")

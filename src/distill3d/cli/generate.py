@@ -1,8 +1,57 @@
-"""``distill3d generate`` and ``distill3d methods``."""
+"""``distill3d generate`` and ``distill3d methods``; the prior and run options ``edit`` shares."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
+
+#: The options that choose and load the prior.
+PRIOR_OPTIONS = [
+    click.option("--prior", "prior_kind", default="toy", show_default=True,
+                 type=click.Choice(["toy", "toy-words", "sd"]),
+                 help="'toy': the embedded prior shipped with distill3d (object tokens); 'toy-words': the first "
+                      "embedded prior (word tokens); 'sd': Stable Diffusion from local weights."),
+    click.option("--model", default=None, help="Prior weights: a folder or a cached Hugging Face id ('sd'), "
+                                               "or a toy checkpoint file ('toy')."),
+    click.option("--ip-adapter", default=None, help="IP-Adapter folder or id ('sd' prior)."),
+    click.option("--controlnet", default=None, help="ControlNet folder or id ('sd' prior); it sees exact maps "
+                                                    "of each render, of --controlnet-kind."),
+    click.option("--controlnet-kind", default="normal", show_default=True, type=click.Choice(["normal", "depth"]),
+                 help="The ControlNet's map: 'normal' (e.g. control_v11p_sd15_normalbae) or 'depth' "
+                      "(e.g. control_v11f1p_sd15_depth)."),
+]
+
+#: The options of a run's length, seed, presets, resume and progress.
+RUN_OPTIONS = [
+    click.option("--steps", type=click.IntRange(1), default=None, help="Optimisation steps (default: the preset's)."),
+    click.option("--seed", type=int, default=None, help="Seed (default: the preset's)."),
+    click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                 help="Override a preset field, e.g. --set views_per_step=2 --set guidance_scale=50."),
+    click.option("--resume", is_flag=True, help="Continue an unfinished run in --out from its last checkpoint."),
+    click.option("--quiet", is_flag=True, help="No progress bar."),
+]
+
+
+def with_options(options: list) -> Callable:
+    """Apply click options in the order listed (as if stacked as decorators in that order)."""
+    def apply(command: Callable) -> Callable:
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return apply
+
+
+def run_overrides(overrides: tuple[str, ...], steps: int | None, seed: int | None) -> dict[str, str]:
+    """--set pairs plus --steps and --seed, as raw preset overrides."""
+    from distill3d.pipeline.config import parse_overrides
+
+    raw = parse_overrides(list(overrides))
+    if steps is not None:
+        raw["steps"] = str(steps)
+    if seed is not None:
+        raw["seed"] = str(seed)
+    return raw
 
 
 @click.command()
@@ -10,62 +59,64 @@ import click
 @click.option("--method", default="anchords", show_default=True,
               help="Guidance method (see 'distill3d methods').")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory.")
-@click.option("--prior", "prior_kind", default="toy", show_default=True, type=click.Choice(["toy", "sd"]),
-              help="'toy': the embedded prior shipped with distill3d; 'sd': Stable Diffusion from local weights.")
-@click.option("--model", default=None, help="Prior weights: a folder or a cached Hugging Face id ('sd'), "
-                                            "or a toy checkpoint file ('toy').")
-@click.option("--ip-adapter", default=None, help="IP-Adapter folder or id ('sd' prior).")
-@click.option("--controlnet", default=None, help="ControlNet folder or id ('sd' prior); it sees exact maps "
-                                                 "of each render, of --controlnet-kind.")
-@click.option("--controlnet-kind", default="normal", show_default=True, type=click.Choice(["normal", "depth"]),
-              help="The ControlNet's map: 'normal' (e.g. control_v11p_sd15_normalbae) or 'depth' "
-                   "(e.g. control_v11f1p_sd15_depth).")
-@click.option("--steps", type=click.IntRange(1), default=None, help="Optimisation steps (default: the preset's).")
-@click.option("--seed", type=int, default=None, help="Seed (default: the preset's).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a preset field, e.g. --set views_per_step=2 --set guidance_scale=50.")
-@click.option("--resume", is_flag=True, help="Continue an unfinished run in --out from its last checkpoint.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@with_options(PRIOR_OPTIONS)
+@with_options(RUN_OPTIONS)
+@click.option("--view", "live", is_flag=True,
+              help="Watch the asset in a web viewer (localhost) as it changes, every preview_every steps (10 "
+                   "unless --set), then keep serving the result until Ctrl+C. Needs the extra 'view'.")
 def generate(prompt: str, method: str, out_dir: str, prior_kind: str, model: str | None, ip_adapter: str | None,
              controlnet: str | None, controlnet_kind: str, steps: int | None, seed: int | None,
-             overrides: tuple[str, ...], resume: bool, quiet: bool) -> None:
+             overrides: tuple[str, ...], resume: bool, quiet: bool, live: bool) -> None:
     """Generate a 3D asset for PROMPT by score distillation.
 
     With the embedded prior PROMPT is a toy-world caption, e.g. "a blue cone on top of a yellow cube".
     """
-    from distill3d.pipeline.config import parse_overrides, resolve_run_config
+    from distill3d.cli.view import print_summary, start_live_view
+    from distill3d.pipeline.config import resolve_run_config
     from distill3d.pipeline.generate import generate as run
     from distill3d.pipeline.priors import PriorSpec
 
-    raw = parse_overrides(list(overrides))
-    if steps is not None:
-        raw["steps"] = str(steps)
-    if seed is not None:
-        raw["seed"] = str(seed)
+    raw = run_overrides(overrides, steps, seed)
+    if live:
+        from distill3d.viewer.live import LIVE_EVERY
+
+        raw.setdefault("preview_every", str(LIVE_EVERY))
     cfg, method_overrides = resolve_run_config(method, raw)
-    result = run(prompt, cfg, method_overrides, out_dir,
-                 PriorSpec(prior_kind, model, ip_adapter, controlnet, controlnet_kind), resume=resume,
-                 progress=not quiet)
-    line = f"wrote {result.out_dir} in {result.seconds:.1f} s"
-    if result.judge is not None:
-        line += f"; judge: {result.judge['match_rate']:.0%} of views match"
-        if result.judge["kind"] == "face":
-            line += f", eyes seen at azimuths {result.judge['front_seen_azimuths']}"
-    click.echo(line)
+    live_view = start_live_view(cfg.steps) if live else None
+    try:
+        result = run(prompt, cfg, method_overrides, out_dir,
+                     PriorSpec(prior_kind, model, ip_adapter, controlnet, controlnet_kind), resume=resume,
+                     progress=not quiet, on_preview=live_view)
+        print_summary(result.out_dir)
+        if live_view is not None:
+            live_view.finish(result.out_dir)
+            click.echo(f"viewer: the result is at {live_view.viewer.url} (Ctrl+C to stop)")
+            live_view.viewer.wait()
+    finally:
+        if live_view is not None:
+            live_view.viewer.stop()
 
 
 @click.command()
 def methods() -> None:
-    """List the guidance methods and their presets."""
-    from distill3d.guidance import METHODS
-    from distill3d.pipeline.config import GENERATE_METHODS, RunConfig
+    """List the guidance methods by kind with their presets, and the representations with theirs."""
+    from dataclasses import fields
+
+    from distill3d.guidance import KINDS, methods_of
+    from distill3d.pipeline.config import NOT_SET_KEYS, RunConfig
+    from distill3d.pipeline.edit import EDIT_DEFAULTS
+    from distill3d.scene.registry import REPRESENTATIONS
 
     cfg = RunConfig()
-    click.echo(f"run preset (every method): steps={cfg.steps} views_per_step={cfg.views_per_step} "
-               f"representation={cfg.representation} densify={cfg.densify} (see --set)")
-    for name, entry in METHODS.items():
-        click.echo(f"{name}: {entry.description}")
-        if name in GENERATE_METHODS:
-            click.echo(f"    method: {entry.factory().config}")
-        else:
-            click.echo("    (editing method: used with a source asset; not a 'generate' method)")
+    run = " ".join(f"{f.name}={getattr(cfg, f.name)}" for f in fields(cfg) if f.name not in NOT_SET_KEYS)
+    click.echo(f"run preset (every method; --set KEY=VALUE): {run}")
+    click.echo(f"edit runs start from: {' '.join(f'{k}={v}' for k, v in EDIT_DEFAULTS.items())}")
+    for entry in REPRESENTATIONS.values():
+        click.echo(f"representation {entry.name}: {entry.description}\n    {entry.config_type()}")
+    headings = {"generate": "generate methods (distill3d generate --method)",
+                "edit": "edit methods (distill3d edit --method)"}
+    for kind in KINDS:
+        click.echo(f"{headings[kind]}:")
+        for name, entry in methods_of(kind).items():
+            click.echo(f"{name}: {entry.description}")
+            click.echo(f"    {entry.config()}")

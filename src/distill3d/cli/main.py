@@ -17,8 +17,10 @@ _COMMANDS: dict[str, str] = {
     "render": "distill3d.cli.scene:render",
     "export": "distill3d.cli.scene:export",
     "generate": "distill3d.cli.generate:generate",
+    "edit": "distill3d.cli.edit:edit",
     "methods": "distill3d.cli.generate:methods",
     "bench": "distill3d.cli.bench:bench",
+    "view": "distill3d.cli.view:view",
 }
 
 

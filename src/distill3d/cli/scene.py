@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from distill3d.core.errors import UserError
+from distill3d.core.errors import UserError, check_range, shorten
 
 FORMATS = {"ply": "gaussians.ply", "glb": "mesh.glb", "obj": "mesh.obj", "mp4": "turntable.mp4"}
 
@@ -20,17 +20,34 @@ def parse_azimuths(text: str) -> list[float]:
     try:
         values = [float(part) for part in text.split(",")]
     except ValueError:
-        raise UserError(f"--azimuths must be comma-separated numbers in degrees, got {text!r}") from None
+        raise UserError(f"--azimuths must be comma-separated numbers in degrees, got {shorten(text)!r}"
+                        ) from None
     if len(set(values)) != len(values):
-        raise UserError(f"--azimuths lists an azimuth twice: {text!r}")
+        raise UserError(f"--azimuths lists an azimuth twice: {shorten(text)!r}")
+    if not all(-720.0 <= v <= 720.0 for v in values) or len(values) > 360:  # NaN and inf fail too
+        raise UserError(f"--azimuths takes at most 360 finite angles within [-720, 720] degrees, "
+                        f"got {shorten(text)!r}")
     return values
 
 
 def _check_view(elevation: float, size: int) -> None:
     if not -89.0 <= elevation <= 89.0:
         raise UserError(f"--elevation must lie within [-89, 89] degrees, got {elevation:g}")
-    if size < 16:
-        raise UserError(f"--size must be at least 16 pixels, got {size}")
+    check_range("--size", size, 16, 2048)
+
+
+def _taken(path: Path) -> bool:
+    """Does ``path`` exist (for a turntable also its .gif twin, written where there is no ffmpeg)?"""
+    return path.exists() or (path.suffix == ".mp4" and path.with_suffix(".gif").exists())
+
+
+def free_name(path: Path, tag: str = "export") -> Path:
+    """``path`` when free, else the first free ``<stem>_<tag><suffix>``, ``<stem>_<tag>_2<suffix>``, ..."""
+    candidate, n = path, 1
+    while _taken(candidate):
+        candidate = path.with_name(f"{path.stem}_{tag}{'' if n == 1 else f'_{n}'}{path.suffix}")
+        n += 1
+    return candidate
 
 
 def _home(source: Path) -> Path:
@@ -45,7 +62,8 @@ def _home(source: Path) -> Path:
 @click.option("--elevation", default=20.0, show_default=True, help="Camera elevation in degrees.")
 @click.option("--size", default=128, show_default=True, help="Image side in pixels.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Output folder [default: views/ beside the representation].")
+              help="Output folder [default: views/ beside the representation, or views_render/ ... "
+                   "when that exists].")
 def render(source: Path, azimuths: str, elevation: float, size: int, out_dir: Path | None) -> None:
     """Render a saved representation (.ply, radiance .safetensors or a run directory) into OUT/view_<az>.png
     and the grid OUT/views.png."""
@@ -56,15 +74,19 @@ def render(source: Path, azimuths: str, elevation: float, size: int, out_dir: Pa
     representation = load_representation(source)
     from distill3d.export.views import save_views
 
-    saved = save_views(representation, angles, elevation, size, out_dir or _home(source) / "views")
-    click.echo(f"wrote {len(saved.views)} views and {saved.grid}")
+    default = _home(source) / "views"
+    chosen = out_dir or free_name(default, "render")  # never over an earlier render unless --out names it
+    saved = save_views(representation, angles, elevation, size, chosen)
+    kept = f" ({default} exists and is kept)" if out_dir is None and chosen != default else ""
+    click.echo(f"wrote {len(saved.views)} views and {saved.grid}{kept}")
 
 
 @click.command()
 @click.argument("run", metavar="RUN", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", required=True, help="One of: ply, glb, obj, mp4.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Output file [default: RUN/gaussians.ply, mesh.glb, mesh.obj or turntable.mp4].")
+              help="Output file [default: RUN/gaussians.ply, mesh.glb, mesh.obj or turntable.mp4; when that "
+                   "exists, a new name beside it such as mesh_export.glb: the run's own files are kept].")
 @click.option("--resolution", default=128, show_default=True, help="Marching-cubes grid size (glb, obj).")
 @click.option("--threshold", type=float, default=None,
               help="Density level of the mesh surface (glb, obj) [default: 0.5 for Gaussians, 2 for a "
@@ -78,27 +100,33 @@ def export(run: Path, fmt: str, out: Path | None, resolution: int, threshold: fl
     MP4 turntable."""
     fmt = fmt.lower()
     if fmt not in FORMATS:
-        raise UserError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        raise UserError(f"unknown --format {shorten(fmt)!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "mp4":
         _check_view(elevation, size)
-        if frames < 2:
-            raise UserError(f"--frames must be at least 2, got {frames}")
-    out = out or _home(run) / FORMATS[fmt]
+        check_range("--frames", frames, 2, 3600)
+        if out is not None and out.suffix.lower() not in (".mp4", ".gif"):
+            raise UserError(f"--out of --format mp4 must end in .mp4 or .gif, got {shorten(out.name)!r}")
+    if fmt in ("glb", "obj"):
+        check_range("--resolution", resolution, 8, 512)
+        if threshold is not None:
+            check_range("--threshold", threshold, -1e30, 1e30)
     from distill3d.export.load import load_representation
 
     representation = load_representation(run)
-    click.echo(f"wrote {_export(representation, fmt, out, resolution, threshold, frames, elevation, size)}")
+    default = _home(run) / FORMATS[fmt]
+    target = out or free_name(default)  # the run's own files are never overwritten unless --out names them
+    written = _export(representation, fmt, target, resolution, threshold, frames, elevation, size)
+    kept = f" ({default} exists and is kept; --out chooses the file)" if target != (out or default) else ""
+    click.echo(f"wrote {written}{kept}")
 
 
 def _export(representation: object, fmt: str, out: Path, resolution: int, threshold: float | None,
             frames: int, elevation: float, size: int) -> Path:
     if fmt == "ply":
-        from distill3d.export.ply import save_gaussians_ply
-        from distill3d.scene.gaussians import GaussianModel
-
-        if not isinstance(representation, GaussianModel):
-            raise UserError("--format ply needs 3D Gaussians; export a radiance field as glb, obj or mp4")
-        return save_gaussians_ply(representation, out)
+        if Path(representation.file_name).suffix != ".ply":  # the representation's own file is not a PLY
+            raise UserError(f"--format ply needs 3D Gaussians; this {type(representation).__name__} exports "
+                            "as glb, obj or mp4")
+        return representation.save(out)
     if fmt == "mp4":
         from distill3d.export.views import save_turntable
 

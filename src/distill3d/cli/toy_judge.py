@@ -120,10 +120,13 @@ def judge(images: tuple[Path, ...], weights: Path | None, caption: str | None) -
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         rgb = np.asarray(Image.alpha_composite(white, rgba).convert("RGB"), dtype=np.float32) / 255.0
         result = j(torch.from_numpy(rgb).permute(2, 0, 1)[None])[0]
-        line = f"{path}: {result.describe()} (confidence {result.confidence:.2f}"
-        if result.recognisable and any(o.shape == "face" for o in result.objects):
-            line += f", front {'visible' if result.front_visible else 'hidden'} {result.front_confidence:.2f}"
-        click.echo(line + ")")
+        line = f"{path}: {result.describe()}"
+        if result.confidence is not None:  # "nothing recognisable" comes with no confidence
+            line += f" (confidence {result.confidence:.2f}"
+            if any(o.shape == "face" for o in result.objects):
+                line += f", front {'visible' if result.front_visible else 'hidden'} {result.front_confidence:.2f}"
+            line += ")"
+        click.echo(line)
         if spec is not None:
             m = match(result, spec)
             click.echo(f"  vs '{spec.caption}': shapes {m.shapes_ok}, colours {m.colors_ok}, objects {m.objects_ok}, "

@@ -11,30 +11,48 @@ import click
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True,
               help="Toy dataset directory (from `distill3d toy dataset`).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Checkpoint directory.")
-@click.option("--steps", type=int, default=20_000, show_default=True, help="Train until this step.")
-@click.option("--batch", type=int, default=32, show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=7000, show_default=True,
+              help="Train until this step (the cosine decay ends here).")
+@click.option("--batch", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--lr", type=click.FloatRange(0, 1, min_open=True), default=1e-3, show_default=True)
+@click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True,
+              help="After warm-up: cosine decay to lr x 0.05 at --steps, or constant.")
+@click.option("--loss-weighting", type=click.Choice(["min-snr", "uniform"]), default="min-snr",
+              show_default=True, help="min-SNR-5 weighting (Hang et al. 2023) or DDPM's L_simple.")
+@click.option("--text-encoder", type=click.Choice(["objects", "words"]), default="objects", show_default=True,
+              help="Object tokens parsed from the caption, or word tokens through a small transformer.")
+@click.option("--prediction", type=click.Choice(["eps", "v"]), default="eps", show_default=True,
+              help="Network target: the noise ε or v (Salimans & Ho 2022).")
+@click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=0.999, show_default=True)
 @click.option("--image-view", type=click.Choice(["same", "other"]), default="same", show_default=True,
               help="Condition image: the view being denoised, or the scene's other view.")
-@click.option("--p-drop-text", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+@click.option("--p-drop-text", type=click.FloatRange(0, 1), default=0.3, show_default=True,
               help="Probability of dropping the caption (classifier-free dropout).")
-@click.option("--p-drop-image", type=click.FloatRange(0, 1), default=0.4, show_default=True,
+@click.option("--p-drop-image", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Probability of dropping the image condition.")
 @click.option("--p-drop-camera", type=click.FloatRange(0, 1), default=0.3, show_default=True,
               help="Probability of dropping the camera.")
+@click.option("--eval-captions", type=click.IntRange(0), default=4, show_default=True,
+              help="Held-out captions per kind judged at each checkpoint (0: none).")
 @click.option("--resume", is_flag=True,
               help="Continue from the checkpoint in --out (the options above may change between phases).")
-@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
-@click.option("--checkpoint-minutes", type=float, default=5.0, show_default=True)
-@click.option("--max-minutes", type=float, default=None, help="Stop with a checkpoint after this wall time.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--checkpoint-minutes", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
+              help="Checkpoint and evaluate this often.")
+@click.option("--max-minutes", type=click.FloatRange(0, min_open=True), default=None,
+              help="Stop with a checkpoint after this wall time.")
 @click.option("--export", "export_path", type=click.Path(path_type=Path), default=None,
               help="After training, write the EMA weights (fp16) here, e.g. "
                    "src/distill3d/weights/toy_prior.safetensors.")
-def train(data_dir: Path, out: Path, steps: int, batch: int, seed: int, lr: float, image_view: str,
-          p_drop_text: float, p_drop_image: float, p_drop_camera: float, resume: bool, threads: int | None, checkpoint_minutes: float, max_minutes: float | None,
+def train(data_dir: Path, out: Path, steps: int, batch: int, seed: int, lr: float, lr_schedule: str,
+          loss_weighting: str, text_encoder: str, prediction: str, ema_decay: float, image_view: str,
+          p_drop_text: float, p_drop_image: float, p_drop_camera: float, eval_captions: int, resume: bool,
+          threads: int | None, checkpoint_minutes: float, max_minutes: float | None,
           export_path: Path | None) -> None:
-    """Train the embedded toy prior on a toy-world dataset (CUDA when available)."""
+    """Train the embedded toy prior on a toy-world dataset (CUDA when available). The progress bar
+    shows the loss and, at each checkpoint, the judged accuracy on held-out captions; out/log.jsonl
+    keeps every evaluation against wall time."""
     import torch
 
     from distill3d.priors.toy.model import ToyUNetConfig
@@ -42,17 +60,21 @@ def train(data_dir: Path, out: Path, steps: int, batch: int, seed: int, lr: floa
     from distill3d.priors.toy.train import train as run_training
     from distill3d.toyworld.dataset import load_dataset
     from distill3d.toyworld.grammar import VOCABULARY
+    from distill3d.toyworld.judge import Judge
 
     if threads is not None:
         torch.set_num_threads(threads)
     data = load_dataset(data_dir)
-    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, image_view=image_view, seed=seed, p_drop_text=p_drop_text,
-                      p_drop_image=p_drop_image, p_drop_camera=p_drop_camera,
+    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, lr_schedule=lr_schedule, loss_weighting=loss_weighting,
+                      ema_decay=ema_decay, image_view=image_view, seed=seed, p_drop_text=p_drop_text,
+                      p_drop_image=p_drop_image, p_drop_camera=p_drop_camera, eval_captions=eval_captions,
                       checkpoint_minutes=checkpoint_minutes, max_minutes=max_minutes)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     click.echo(f"training on {device}: {len(data.captions)} scenes at {data.size} px -> {out}")
-    run_training(data, ToyUNetConfig(vocabulary=tuple(VOCABULARY), image_size=data.size), cfg, out,
-                 resume=resume, device=device, log=click.echo)
+    model_cfg = ToyUNetConfig(vocabulary=tuple(VOCABULARY), image_size=data.size, text_encoder=text_encoder,
+                              prediction=prediction)
+    run_training(data, model_cfg, cfg, out, resume=resume, device=device, log=click.echo,
+                 judge=Judge.load() if eval_captions > 0 else None)
     if export_path is not None:
         export_ema(out, export_path)
         click.echo(f"wrote EMA weights to {export_path}")
@@ -60,16 +82,18 @@ def train(data_dir: Path, out: Path, steps: int, batch: int, seed: int, lr: floa
 
 @click.command()
 @click.argument("prompt")
-@click.option("--cfg", "guidance", type=float, default=5.0, show_default=True, help="Text guidance scale.")
-@click.option("--n", type=int, default=4, show_default=True, help="Number of images.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--steps", type=int, default=50, show_default=True, help="DDIM steps.")
+@click.option("--cfg", "guidance", type=float, default=5.0, show_default=True,
+              help="Text guidance scale, within [0, 100].")
+@click.option("--n", type=click.IntRange(1, 256), default=4, show_default=True, help="Number of images.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
+@click.option("--steps", type=click.IntRange(1, 1000), default=50, show_default=True, help="DDIM steps.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output directory.")
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
               help="Weights file (default: the shipped toy prior).")
 @click.option("--camera", type=(float, float), default=None, help="AZIMUTH ELEVATION in degrees.")
 @click.option("--image", type=click.Path(path_type=Path), default=None, help="Condition image (PNG).")
-@click.option("--image-scale", type=float, default=1.0, show_default=True, help="λ_ip for --image.")
+@click.option("--image-scale", type=float, default=1.0, show_default=True,
+              help="λ_ip for --image, within [0, 10].")
 def sample(prompt: str, guidance: float, n: int, seed: int, steps: int, out: Path, weights: Path | None,
            camera: tuple[float, float] | None, image: Path | None, image_scale: float) -> None:
     """Draw images from the toy prior: PNGs and grid.png in --out."""
@@ -77,18 +101,29 @@ def sample(prompt: str, guidance: float, n: int, seed: int, steps: int, out: Pat
     import torch
     from PIL import Image
 
-    from distill3d.core.errors import UserError
+    from distill3d.core.cameras import MAX_ABS_ELEVATION
+    from distill3d.core.errors import UserError, check_range
     from distill3d.export.images import image_grid, save_png, to_uint8
     from distill3d.priors.sampling import sample as draw
     from distill3d.priors.toy.prior import ToyPrior
+    from distill3d.toyworld.grammar import parse_caption
 
-    prior = ToyPrior.load(weights)
+    parse_caption(prompt)  # the toy prior knows only the toy world's captions, as in generate
+    check_range("--cfg", guidance, 0.0, 100.0)
+    check_range("--image-scale", image_scale, 0.0, 10.0)
+    if camera is not None:
+        check_range("--camera azimuth", camera[0], -720.0, 720.0)
+        check_range("--camera elevation", camera[1], -MAX_ABS_ELEVATION, MAX_ABS_ELEVATION)
     cond_image = None
     if image is not None:
         if not image.is_file():
             raise UserError(f"no image at {image}")
-        rgb = np.asarray(Image.open(image).convert("RGB"), dtype=np.float32) / 255.0
+        try:
+            rgb = np.asarray(Image.open(image).convert("RGB"), dtype=np.float32) / 255.0
+        except OSError as err:
+            raise UserError(f"cannot read {image} as an image: {err}") from None
         cond_image = torch.from_numpy(rgb).permute(2, 0, 1)
+    prior = ToyPrior.load(weights)
     images = draw(prior, prompt, n=n, cfg=guidance, steps=steps, seed=seed, camera=camera, image=cond_image,
                   image_scale=image_scale if cond_image is not None else 0.0)
     frames = to_uint8(images)  # [n, S, S, 3]
@@ -101,18 +136,21 @@ def sample(prompt: str, guidance: float, n: int, seed: int, steps: int, out: Pat
 @click.command()
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
               help="Weights file (default: the shipped toy prior).")
-@click.option("--samples", type=click.IntRange(1), default=8, show_default=True, help="Samples per caption.")
-@click.option("--pairs", type=click.IntRange(1), default=8, show_default=True,
+@click.option("--samples", type=click.IntRange(1), default=64, show_default=True,
+              help="Judged samples per caption kind.")
+@click.option("--pairs", type=click.IntRange(1), default=16, show_default=True,
               help="Held-out captions per relation.")
-@click.option("--cfg", "guidance", type=float, default=5.0, show_default=True, help="CFG scale.")
+@click.option("--cfg", "guidance", type=click.FloatRange(0), default=5.0, show_default=True, help="CFG scale.")
 @click.option("--steps", type=click.IntRange(1), default=50, show_default=True, help="DDIM steps.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks/results/toy_prior_report.json"),
-              show_default=True, help="JSON report (a .md table is written beside it).")
+              show_default=True, help="JSON report (a .md table and one PNG grid of samples per caption kind "
+                                      "are written beside it).")
 def report(weights: Path | None, samples: int, pairs: int, guidance: float, steps: int, threads: int | None,
            out: Path) -> None:
-    """Measure the toy prior with the judge on held-out captions (accuracy per caption kind, face view
-    consistency, image-branch reconstruction MSE)."""
+    """Measure the toy prior on held-out captions: judged accuracy per caption kind with 95% intervals,
+    judge-feature Fréchet distance to the ground truth, face view consistency, image-branch
+    reconstruction, text steering with an image, sampling speed."""
     import dataclasses
     import shlex
     import sys
@@ -120,16 +158,21 @@ def report(weights: Path | None, samples: int, pairs: int, guidance: float, step
     import torch
 
     from distill3d.core.io import write_json_atomic, write_text_atomic
+    from distill3d.export.images import image_grid, save_png, to_uint8
     from distill3d.priors.toy.prior import ToyPrior
     from distill3d.priors.toy.report import ReportConfig, prior_report, report_markdown
     from distill3d.toyworld.judge import Judge
 
     if threads:
         torch.set_num_threads(threads)
-    cfg = ReportConfig(samples_per_caption=samples, pairs_per_relation=pairs, cfg=guidance, steps=steps)
-    result = prior_report(ToyPrior.load(weights), Judge.load(), cfg, progress=lambda what: click.echo(f"  {what}"))
+    cfg = ReportConfig(samples_per_kind=samples, pairs_per_relation=pairs, cfg=guidance, steps=steps)
+    result, grids = prior_report(ToyPrior.load(weights), Judge.load(), cfg,
+                                 progress=lambda what: click.echo(f"  {what}"))
     command = "distill3d " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    write_json_atomic(out, {"command": command, "config": dataclasses.asdict(cfg), **dataclasses.asdict(result)})
+    write_json_atomic(out, {"command": command, "weights": str(weights or "shipped"),
+                            "config": dataclasses.asdict(cfg), **dataclasses.asdict(result)})
+    for kind, images in grids.items():
+        save_png(image_grid(to_uint8(images), ncols=16), out.with_name(f"{out.stem}_{kind.replace(' ', '_')}.png"))
     md = report_markdown(result, command)
     write_text_atomic(out.with_suffix(".md"), md)
     click.echo(md)

@@ -1,8 +1,9 @@
 """A coloured triangle mesh from any representation with a density: marching cubes on a dense grid.
 
-The representation is seen only through :class:`DensityField`: ``density_grid(R)`` samples the density
-at the R^3 points ``(x_i, y_j, z_k)`` with ``x_i = -1 + 2 i / (R - 1)`` (grid[i, j, k], the world cube
-[-1, 1]^3 including its faces), and ``color_at(points)`` gives the colour at world points.
+The representation is seen only through :class:`DensityField` (a part of ``scene.representation``'s
+protocol): ``density_grid(R)`` samples the density at the R^3 points ``(x_i, y_j, z_k)`` with
+``x_i = -1 + 2 i / (R - 1)`` (grid[i, j, k], the world cube [-1, 1]^3 including its faces), ``color_at(points)``
+gives the colour at world points, and ``mesh_threshold`` is the density level cut when none is given.
 Meshes here stay in the world frame (+z up); the writers convert to their file's frame.
 """
 
@@ -16,11 +17,13 @@ import torch
 from torch import Tensor
 
 from distill3d.core.errors import UserError
-from distill3d.scene.gaussians import GaussianModel
-from distill3d.scene.radiance_field import VoxelRadianceField
 
 
 class DensityField(Protocol):
+    #: The density level a mesh is cut at when the user gives none; densities have different units
+    #: (Gaussians 0.5, half the peak of one opaque Gaussian; the radiance field's sigma 2).
+    mesh_threshold: float
+
     def density_grid(self, resolution: int) -> Tensor:
         """Density at the grid points of [-1, 1]^3, indexed [x, y, z]. [R, R, R]"""
         ...
@@ -38,20 +41,6 @@ class Mesh:
     faces: np.ndarray  # [F, 3] int64 indices into vertices
     normals: np.ndarray  # [V, 3] float32, unit length, pointing outward
     colors: np.ndarray  # [V, 3] float32 in [0, 1] (display values, as rendered)
-
-
-def default_threshold(field: DensityField) -> float:
-    """The density level a mesh is cut at when the user gives none; densities have different units.
-
-    Gaussians: 0.5, half the peak of one opaque Gaussian (their grid sums o exp(-1/2 d^T Sigma^-1 d)).
-    Voxel radiance field: sigma = 2, where the initial density blob's surface matches the alpha = 0.5
-    silhouette of its renders (measured: radius 0.41 vs 0.44 at 128 px).
-    """
-    if isinstance(field, GaussianModel):
-        return 0.5
-    if isinstance(field, VoxelRadianceField):
-        return 2.0
-    raise UserError(f"no default mesh threshold for a {type(field).__name__}; pass --threshold")
 
 
 def grid_to_world(index_coords: np.ndarray, resolution: int) -> np.ndarray:
@@ -97,10 +86,10 @@ def isosurface(grid: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarr
 
 def extract_mesh(field: DensityField, resolution: int = 128, threshold: float | None = None,
                  chunk: int = 65536) -> Mesh:
-    """Marching cubes on ``field.density_grid(resolution)`` at ``threshold`` (None: ``default_threshold``),
+    """Marching cubes on ``field.density_grid(resolution)`` at ``threshold`` (None: ``field.mesh_threshold``),
     coloured by ``field.color_at``."""
     if threshold is None:
-        threshold = default_threshold(field)
+        threshold = field.mesh_threshold
     if resolution < 8:
         raise UserError(f"mesh resolution must be at least 8, got {resolution}")
     with torch.no_grad():

@@ -56,3 +56,20 @@ def save_turntable(representation: torch.nn.Module, path: str | os.PathLike[str]
     cams = Cameras.from_angles([360.0 * i / frames for i in range(frames)], elevation)
     images: np.ndarray = to_uint8(render_views(representation, cams, size))  # [T, H, W, 3]
     return write_video(images, path, fps)
+
+
+def save_before_after(before: torch.nn.Module, after: torch.nn.Module, azimuths: list[float], elevation: float,
+                      size: int, path: str | os.PathLike[str]) -> Path:
+    """One PNG: ``before`` rendered at ``azimuths`` (top row) over ``after`` from the same cameras."""
+    cams = Cameras.from_angles(azimuths, elevation)
+    frames = to_uint8(torch.cat([render_views(before, cams, size), render_views(after, cams, size)]))
+    return save_png(image_grid(frames, ncols=len(azimuths)), path)
+
+
+def save_turntable_side_by_side(representations: list[torch.nn.Module], path: str | os.PathLike[str],
+                                frames: int = 60, elevation: float = 20.0, size: int = 256, fps: int = 24) -> Path:
+    """One turntable of several representations side by side, every frame from the same camera (left to
+    right in the order given). Returns the path written (.gif when ffmpeg is unavailable)."""
+    cams = Cameras.from_angles([360.0 * i / frames for i in range(frames)], elevation)
+    views = [to_uint8(render_views(rep, cams, size)) for rep in representations]  # each [T, H, W, 3]
+    return write_video(np.concatenate(views, axis=2), path, fps)

@@ -164,6 +164,9 @@ class AnchorDS(GuidanceMethod):
             return self._anchored(texts, anchors)  # ε̂(y, I[, map]): both branches anchored
         return [Condition(y) for y in texts]  # Eq. 11: ε̂(z_t; t, y), no anchor
 
+    def extra_texts(self) -> list[str]:
+        return [self._source_text()] if self._source_text() else []
+
     def _source_text(self) -> str:
         return self.config.form.negative_prompt if isinstance(self.config.form, CodeForm) else ""
 

@@ -43,11 +43,14 @@ class GuidanceInput:
     prompt: str  # the text prompt y
     step: int = 0  # optimisation step τ, 0-based
     total_steps: int = 1
-    #: Editing methods only (UDS-edit, DDS): latents of the ORIGINAL asset rendered from the same cameras.
+    #: Editing methods only (kind "edit"): latents of the frozen SOURCE asset rendered from the same
+    #: cameras as ``latents`` (the edited copy); ``prompt`` is then the target text y_tgt.
     source_latents: Tensor | None = None  # [B, C, h, w]
     #: Priors with a ControlNet only (``prior.control_kind``): the renders' control maps, detached
     #: (``distill3d.scene.control``); None otherwise.
     control: Tensor | None = None  # [B, 3, S, S] in [0, 1]
+    #: Editing methods only: y_src, the text describing the source asset.
+    source_prompt: str | None = None
 
 
 class Diagnostics:
@@ -76,9 +79,10 @@ class InnerStepOutput:
 class GuidanceMethod:
     """Base class of every guidance method.
 
-    ``__call__`` computes the gradient. Methods that train a part of the prior expose the parameters
-    with :meth:`trainable_parameters` and the loop calls :meth:`inner_step` after each guidance step;
-    the defaults mean "trains nothing".
+    ``__call__`` computes the gradient. A method that needs something made before the first step (ISD's
+    reference image) makes it in :meth:`setup` and keeps it in its :meth:`state_dict`. Methods that train
+    a part of the prior expose the parameters with :meth:`trainable_parameters` and the loop calls
+    :meth:`inner_step` after each guidance step; the defaults mean "needs nothing, trains nothing".
     """
 
     #: predict_noise calls one ``__call__`` makes (the contract tests check it).
@@ -86,6 +90,16 @@ class GuidanceMethod:
 
     def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
         raise NotImplementedError
+
+    def extra_texts(self) -> list[str]:
+        """The texts the method conditions on besides the prompt y and ∅ (negative or source prompts of
+        its config). A prior that reads only its own grammar (the toy prior) has them checked before a run
+        starts, like the prompt."""
+        return []
+
+    def setup(self, prior: Prior, prompt: str, seed: int) -> None:
+        """Called once before the first step of a fresh run (a resumed run restores instead, through
+        :meth:`load_state_dict`). ``prompt`` is the run's text y, ``seed`` its seed."""
 
     def trainable_parameters(self, prior: Prior) -> list[nn.Parameter]:
         return []
@@ -309,11 +323,35 @@ def noise_latents(prior: Prior, schedule: TimestepSchedule, inp: GuidanceInput,
     return Noised(z, t, eps, abar, add_noise(z, eps, abar))
 
 
-def source_latents(inp: GuidanceInput, method: str) -> Tensor:
-    """Editing methods: the original asset's latents, detached. [B, C, h, w]"""
-    if inp.source_latents is None:
-        raise ValueError(f"{method} needs GuidanceInput.source_latents (renders of the original asset)")
-    return inp.source_latents.detach()
+@dataclass(frozen=True)
+class EditRows:
+    """The four rows per view every editing method evaluates in ONE call: the edited copy's render z^tgt and
+    the source asset's render z^src from the same camera, noised with the SAME t and ε."""
+
+    tgt: Noised  # z^tgt, t, ε, ᾱ_t and z_t^tgt
+    z_src: Tensor  # [B, C, h, w] z^src, detached
+    zt_src: Tensor  # [B, C, h, w] z_t^src = √ᾱ_t z^src + √(1−ᾱ_t) ε
+    eps_tgt: Tensor  # [B, C, h, w] ε̂(z_t^tgt; y_tgt)
+    eps_tgt_null: Tensor  # ε̂(z_t^tgt; ∅)
+    eps_src: Tensor  # ε̂(z_t^src; y_src)
+    eps_src_null: Tensor  # ε̂(z_t^src; ∅)
+
+
+def predict_edit_rows(prior: Prior, schedule: TimestepSchedule, inp: GuidanceInput, generator: torch.Generator,
+                      method: str) -> EditRows:
+    """Draw t then ε (the shared order), noise ``inp.latents`` (target) and ``inp.source_latents`` (source)
+    with them, and evaluate [tgt: y_tgt, ∅] + [src: y_src, ∅] in one call. 4B rows."""
+    if inp.source_latents is None or inp.source_prompt is None:
+        raise ValueError(f"{method} edits: it needs GuidanceInput.source_latents (renders of the source asset) "
+                         "and source_prompt")
+    tgt = noise_latents(prior, schedule, inp, generator)
+    z_src = inp.source_latents.detach()
+    zt_src = add_noise(z_src, tgt.eps, tgt.abar)  # same ε and t
+    b, t = z_src.shape[0], tgt.t
+    e_tgt, e_tgt_null, e_src, e_src_null = predict_groups(prior, [
+        (tgt.z_t, t, [Condition(inp.prompt)] * b), (tgt.z_t, t, [Condition("")] * b),
+        (zt_src, t, [Condition(inp.source_prompt)] * b), (zt_src, t, [Condition("")] * b)])
+    return EditRows(tgt, z_src, zt_src, e_tgt, e_tgt_null, e_src, e_src_null)
 
 
 def prompt_conditions(inp: GuidanceInput, view_dependent: bool) -> list[Condition]:

@@ -1,8 +1,9 @@
 """ISD: Image-prompt Score Distillation (ModeDreamer, papers/modedreamer_isd.txt).
 
-A reference image x_ref, generated from the prompt by the same text-to-image prior (the loop makes it
-and passes it to the constructor or :meth:`ISD.set_reference`), selects one mode through the image
-adapter; the plain text prediction at the same t replaces ε as control variate:
+A reference image x_ref, generated from the prompt by the same text-to-image prior (made in :meth:`ISD.setup`
+before the first step, kept in the method's state dict; or given to the constructor / :meth:`ISD.set_reference`),
+selects one mode through the image adapter; the plain text prediction at the same t replaces ε as control
+variate:
 
     g_ISD  = w(t) · (ε̂_IP,cfg(z_t; y, x_ref) − ε̂_cfg(z_t; y))                   (Eq. 7)
     g_IPSDS = w(t) · (ε̂_IP,cfg(z_t; y, x_ref) − ε)                              (Eq. 4, ``mode="ip-sds"``)
@@ -78,6 +79,20 @@ class ISD(GuidanceMethod):
     def set_reference(self, image: Tensor) -> None:
         """The mode-selecting reference image x_ref [3, S, S] in [0, 1]."""
         self.reference = image.detach()
+
+    def setup(self, prior: Prior, prompt: str, seed: int) -> None:
+        """x_ref sampled from the same prior for the prompt (DDIM, CFG ``guidance_scale``), unless given."""
+        if self.reference is None:
+            from distill3d.priors.sampling import sample
+
+            self.set_reference(sample(prior, prompt, n=1, cfg=self.config.guidance_scale, seed=seed)[0])
+
+    def state_dict(self, prior: Prior) -> dict:
+        return {"reference": self.reference}
+
+    def load_state_dict(self, prior: Prior, state: dict) -> None:
+        if state.get("reference") is not None:
+            self.set_reference(state["reference"])
 
     def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
         if self.reference is None:

@@ -47,6 +47,9 @@ class NFSD(GuidanceMethod):
     def __init__(self, config: NFSDConfig | None = None) -> None:
         self.config = config or NFSDConfig()
 
+    def extra_texts(self) -> list[str]:
+        return [self.config.negative_prompt]
+
     def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
         c = self.config
         n = noise_latents(prior, c.timesteps, inp, generator)

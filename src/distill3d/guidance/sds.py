@@ -59,6 +59,9 @@ class SDS(GuidanceMethod):
     def __init__(self, config: SDSConfig | None = None) -> None:
         self.config = config or SDSConfig()
 
+    def extra_texts(self) -> list[str]:
+        return [self.config.negative_prompt] if self.config.negative_prompt else []
+
     def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
         c = self.config
         n = noise_latents(prior, c.timesteps, inp, generator)  # t, ε, z_t = √ᾱ z + √(1−ᾱ) ε (Eq. 1)

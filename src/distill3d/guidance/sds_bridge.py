@@ -48,6 +48,9 @@ class SDSBridge(GuidanceMethod):
     def __init__(self, config: SDSBridgeConfig | None = None) -> None:
         self.config = config or SDSBridgeConfig()
 
+    def extra_texts(self) -> list[str]:
+        return [self.config.source_prompt]
+
     def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
         c = self.config
         n = noise_latents(prior, c.timesteps, inp, generator)

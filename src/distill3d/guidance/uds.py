@@ -9,12 +9,16 @@ Generation (Eq. 16-18, Alg. 1 lines 13-19): one ε, z_t and z_{t−c} noised fro
 with s = 7.5 and interval c (ISM-like, 80-100). The order x̂0^t − x̂0^{t−c} is the paper's (Eq. 16, Alg. 1
 line 17). Note what it implies: x̂0^t − x̂0^{t−c} = η_t(ε − ε̂_t) − η_{t−c}(ε − ε̂_{t−c}) with
 η = √((1−ᾱ)/ᾱ), whose leading part has the opposite sign of SDS's reconstruction term ε̂(∅) − ε.
-t − c is clamped at 0. x̂0 is the one-step Tweedie estimate (the paper's DDIM variant, Eq. 15, is not
-implemented). All rows [z_t: y, ∅, (y_neg)] + [z_{t−c}: ∅] go in one call.
+t − c is clamped at 0. x̂0 is the one-step Tweedie estimate. All rows [z_t: y, ∅, (y_neg)] + [z_{t−c}: ∅]
+go in one call.
 
 Editing (Eq. 14, Alg. 1 lines 4-10): the source render z_src of the original asset and the current render
 z_tgt from the same camera, same ε and t:
     g = w(t)·[(x̂0^tgt − x̂0^src) + s·(δ_cls(z_t^tgt; y_tgt) − δ_cls(z_t^src; y_src))]
+x̂0 from unconditional predictions: Tweedie's one step (Eq. 10, default), or with ``x0_steps = K > 1`` the
+paper's deterministic DDIM process (Eq. 15) run from t to 0 in K steps (τ_k = ⌊t (K−k)/K⌋, the last step
+to ᾱ = 1, which is Tweedie at τ_{K−1}); its first step reuses ε̂(z_t; ∅), each further step is one call
+over the target and source rows together (K calls per step in all).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from distill3d.core.errors import UserError
 from distill3d.guidance.base import (
     Diagnostics,
     GuidanceInput,
@@ -34,13 +39,14 @@ from distill3d.guidance.base import (
     Weighting,
     add_noise,
     alpha_bar,
+    ddim_step,
     finish,
     noise_latents,
     per_view_norm,
+    predict_edit_rows,
     predict_groups,
     predict_x0,
     prompt_conditions,
-    source_latents,
     weight,
 )
 from distill3d.priors.base import Condition, Prior
@@ -70,6 +76,9 @@ class UDS(GuidanceMethod):
     def __init__(self, config: UDSConfig | None = None) -> None:
         self.config = config or UDSConfig()
 
+    def extra_texts(self) -> list[str]:
+        return [self.config.negative_prompt] if self.config.negative_prompt is not None else []
+
     def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
         c = self.config
         n = noise_latents(prior, c.timesteps, inp, generator)  # t, ε: Alg. 1 line 3; z_t: line 13
@@ -95,31 +104,46 @@ class UDS(GuidanceMethod):
 
 @dataclass(frozen=True)
 class UDSEditConfig:
-    source_prompt: str  # y_src, describing the original asset
     guidance_scale: float = 7.5
+    x0_steps: int = 1  # x̂0 in this many DDIM steps t → 0 (Eq. 15); 1 is Tweedie's one step (Eq. 10)
     timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)
     weighting: Weighting = "sds"
 
+    def __post_init__(self) -> None:
+        if self.x0_steps < 1:
+            raise UserError(f"x0_steps must be at least 1, got {self.x0_steps}")
+
 
 class UDSEdit(GuidanceMethod):
-    """UDS for 3D editing (Eq. 14): needs ``inp.source_latents`` (original asset, same cameras);
-    ``inp.prompt`` is the target prompt y_tgt."""
+    """UDS for 3D editing (Eq. 14): needs ``inp.source_latents`` (source asset, same cameras) and
+    ``inp.source_prompt``; ``inp.prompt`` is the target prompt y_tgt."""
 
-    prior_calls_per_step = 1
-
-    def __init__(self, config: UDSEditConfig) -> None:
-        self.config = config
+    def __init__(self, config: UDSEditConfig | None = None) -> None:
+        self.config = config or UDSEditConfig()
+        self.prior_calls_per_step = self.config.x0_steps
 
     def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
-        z_src = source_latents(inp, "UDS editing")  # [B, C, h, w]
         c = self.config
-        tgt = noise_latents(prior, c.timesteps, inp, generator)  # z_t^tgt
-        zt_src, abar = add_noise(z_src, tgt.eps, tgt.abar), tgt.abar  # z_t^src: same ε and t
-        b, t = tgt.z.shape[0], tgt.t
-        e_tgt, e_tgt_null, e_src, e_src_null = predict_groups(prior, [
-            (tgt.z_t, t, [Condition(inp.prompt)] * b), (tgt.z_t, t, [Condition("")] * b),
-            (zt_src, t, [Condition(c.source_prompt)] * b), (zt_src, t, [Condition("")] * b)])
-        recon = predict_x0(tgt.z_t, e_tgt_null, abar) - predict_x0(zt_src, e_src_null, abar)  # x̂0^tgt − x̂0^src
-        cls_term = c.guidance_scale * ((e_tgt - e_tgt_null) - (e_src - e_src_null))  # s(δ^tgt − δ^src)
+        r = predict_edit_rows(prior, c.timesteps, inp, generator, "UDS editing")
+        b, t, abar = r.z_src.shape[0], r.tgt.t, r.tgt.abar
+        x0_tgt, x0_src = _ddim_x0(prior, torch.cat([r.tgt.z_t, r.zt_src]),
+                                  torch.cat([r.eps_tgt_null, r.eps_src_null]), torch.cat([t, t]),
+                                  c.x0_steps).chunk(2)  # Eq. 10 (K = 1) or Eq. 15
+        recon = x0_tgt - x0_src  # x̂0^tgt − x̂0^src
+        cls_term = c.guidance_scale * ((r.eps_tgt - r.eps_tgt_null) - (r.eps_src - r.eps_src_null))  # s(δ^tgt − δ^src)
         grad = weight(c.weighting, abar) * (recon + cls_term)  # Eq. 14
-        return finish(grad, t, 1, 4 * b, UDSDiagnostics(per_view_norm(recon), per_view_norm(cls_term)))
+        evals = 4 * b + (c.x0_steps - 1) * 2 * b
+        return finish(grad, t, c.x0_steps, evals, UDSDiagnostics(per_view_norm(recon), per_view_norm(cls_term)))
+
+
+def _ddim_x0(prior: Prior, z_t: Tensor, eps_t: Tensor, t: Tensor, steps: int) -> Tensor:
+    """x̂0 of z_t [N, C, h, w] at t [N] by ``steps`` deterministic DDIM steps to 0 with unconditional
+    predictions (Eq. 15), ``eps_t`` = ε̂(z_t; ∅) given; steps = 1 is Tweedie's x̂0 (Eq. 10)."""
+    z, eps, tau = z_t, eps_t, t
+    for k in range(1, steps):
+        tau_next = torch.div(t * (steps - k), steps, rounding_mode="floor")
+        z = ddim_step(z, eps, alpha_bar(prior, tau), alpha_bar(prior, tau_next))  # Eq. 15
+        with torch.no_grad():
+            eps = prior.predict_noise(z, tau_next, [Condition("")] * z.shape[0])
+        tau = tau_next
+    return predict_x0(z, eps, alpha_bar(prior, tau))  # the last step, to ᾱ = 1

@@ -1,9 +1,10 @@
 """``generate``: one text-to-3D run from a prompt to files other tools open.
 
-A run directory holds, when finished: ``gaussians.ply`` (Gaussians) or ``radiance.safetensors``,
-``mesh.glb``, ``mesh.obj``, ``views.png``, ``turntable.mp4`` (``.gif`` without ffmpeg), ``preset.json``
-(the settings actually used), ``run.json`` (prompt, method, seed, steps, time split, prior evaluations,
-judge scores with the toy prior), ``previews/`` and ``checkpoint.safetensors`` (for ``--resume``).
+A run directory holds, when finished: the representation's own file (its class's ``file_name``:
+``gaussians.ply`` for Gaussians, ``radiance.safetensors`` for a radiance field), ``mesh.glb``, ``mesh.obj``,
+``views.png``, ``turntable.mp4`` (``.gif`` without ffmpeg), ``preset.json`` (the settings actually used),
+``run.json`` (prompt, method, seed, steps, time split, prior evaluations, judge scores with the toy prior),
+``previews/`` and ``checkpoint.safetensors`` (for ``--resume``).
 A directory that already holds a finished run, or an unfinished one without ``--resume``, is refused:
 earlier results are never overwritten.
 """
@@ -11,32 +12,37 @@ earlier results are never overwritten.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from distill3d.core.cameras import orbit
-from distill3d.core.errors import UserError
+from distill3d.core.errors import UserError, shorten
 from distill3d.core.io import write_json_atomic
 from distill3d.export.gltf import write_glb
 from distill3d.export.images import image_grid, save_png, to_uint8
 from distill3d.export.mesh import extract_mesh
 from distill3d.export.obj import write_obj
-from distill3d.export.ply import save_gaussians_ply
-from distill3d.export.radiance import save_radiance_field
 from distill3d.export.views import render_views, save_turntable
+from distill3d.guidance import GuidanceMethod
 from distill3d.pipeline.config import RunConfig
-from distill3d.pipeline.loop import CHECKPOINT, LoopState, build_method, describe_config, optimise
-from distill3d.pipeline.priors import DEFAULT_PRIOR, PriorSpec, load_prior
+from distill3d.pipeline.loop import CHECKPOINT, EditSource, LoopState, build_method, describe_config, optimise
+from distill3d.pipeline.priors import DEFAULT_PRIOR, PriorSpec, knows_toy_world, load_prior
+from distill3d.pipeline.report import save_curves_png, save_views_png
 from distill3d.priors.base import Prior
-from distill3d.scene.gaussians import GaussianModel
+from distill3d.scene.registry import entry_of
+from distill3d.scene.representation import Representation
 
 RUN_FILE = "run.json"
+PRESET_FILE = "preset.json"
 VIEW_AZIMUTHS = [0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0]
 VIEW_ELEVATION = 20.0
+PreviewCallback = Callable[[int, Representation], None]
 
 
 @dataclass(frozen=True)
@@ -52,30 +58,83 @@ def check_out_dir(out_dir: Path, resume: bool) -> None:
         raise UserError(f"{out_dir} already holds a finished run; choose another --out")
     if (out_dir / CHECKPOINT).exists() and not resume:
         raise UserError(f"{out_dir} holds an unfinished run; continue it with --resume or choose another --out")
+    if resume and not (out_dir / CHECKPOINT).exists():
+        raise UserError(f"nothing to resume: {out_dir} holds no {CHECKPOINT} (the run never started or wrote "
+                        f"none yet); run the same command without --resume to start it")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _label(key: str) -> str:
+    """A preset.json path as the user knows it: "method", "prior", "prior model", "steps", ..."""
+    parts = key.split(".")
+    if parts[0] == "prior":
+        return "prior" if parts[-1] == "kind" else f"prior {parts[-1]}"
+    parts = [p for p in parts[1:] if p != "representation_config"] or parts
+    return ".".join(parts)
+
+
+def check_resume_matches(out_dir: Path, preset: dict) -> None:
+    """``--resume`` continues a run only with the settings it started with (its ``preset.json``): a
+    ``UserError`` naming the first difference, checked in the order prompt, method, prior, representation,
+    then every other preset value."""
+    try:
+        saved = _flat(json.loads((out_dir / PRESET_FILE).read_text()))
+    except (OSError, ValueError):
+        raise UserError(f"cannot --resume {out_dir}: its {PRESET_FILE} (the settings the run started "
+                        f"with) is missing or unreadable; choose another --out") from None
+    new = _flat(json.loads(json.dumps(preset)))
+    first = ("prompt", "run.method", "prior", "run.representation")
+
+    def rank(key: str) -> int:
+        return next((i for i, f in enumerate(first) if key == f or key.startswith(f + ".")), len(first))
+
+    for key in sorted(dict.fromkeys([*saved, *new]), key=rank):  # stable: preset order within a rank
+        old, given = (tree.get(key, "(not recorded)") for tree in (saved, new))
+        if old != given:
+            old, given = (shorten(repr(v), 60) for v in (old, given))
+            raise UserError(f"cannot --resume {out_dir}: its {_label(key)} is {old} but this command gives "
+                            f"{given}; resume with the run's own settings (its {PRESET_FILE}) or choose another "
+                            f"--out")
 
 
 def check_prompt(prompt: str, prior_kind: str) -> None:
     if not prompt.strip():
         raise UserError("the prompt is empty")
-    if prior_kind == "toy":
+    if knows_toy_world(prior_kind):
         from distill3d.toyworld.grammar import parse_caption
 
         parse_caption(prompt)  # the embedded prior knows only the toy world's captions
 
 
-def export_run(rep: nn.Module, out_dir: Path, mesh_resolution: int = 64, view_size: int = 128,
-               turntable_frames: int = 36) -> dict[str, str]:
-    """Write the representation, its mesh, the view grid and the turntable; return the file names."""
-    files: dict[str, str] = {}
-    if isinstance(rep, GaussianModel):
-        files["gaussians"] = save_gaussians_ply(rep, out_dir / "gaussians.ply").name
-    else:
-        files["radiance"] = save_radiance_field(rep, out_dir / "radiance.safetensors").name
+def check_method_texts(method: GuidanceMethod, name: str, prior_kind: str) -> None:
+    """The texts ``method`` conditions on besides the prompt must be readable by the prior, like the prompt."""
+    for text in method.extra_texts():
+        try:
+            check_prompt(text, prior_kind)
+        except UserError as err:
+            raise UserError(f"method {name} conditions on the text {shorten(text)!r}, which the {prior_kind} prior cannot "
+                            f"read ({err}); set it to a caption the prior knows with --set, or use --prior sd") from None
+
+
+def export_run(rep: Representation, out_dir: Path, mesh_resolution: int = 64, view_size: int = 128,
+               turntable_frames: int = 36, judge: dict | None = None) -> dict[str, str]:
+    """Write the representation, its mesh, the view grid (captioned with ``judge``'s verdicts when given)
+    and the turntable; return the file names."""
+    files = {entry_of(rep).name: rep.save(out_dir / rep.file_name).name}
     mesh = extract_mesh(rep, resolution=mesh_resolution)
     files["glb"] = write_glb(mesh, out_dir / "mesh.glb").name
     files["obj"] = write_obj(mesh, out_dir / "mesh.obj").name
     views = to_uint8(render_views(rep, orbit(len(VIEW_AZIMUTHS), VIEW_ELEVATION), view_size))
-    files["views"] = save_png(image_grid(views), out_dir / "views.png").name
+    files["views"] = save_views_png(views, VIEW_AZIMUTHS, VIEW_ELEVATION, judge, out_dir / "views.png").name
     files["turntable"] = save_turntable(rep, out_dir / "turntable.mp4", frames=turntable_frames,
                                         elevation=VIEW_ELEVATION, size=view_size).name
     return files
@@ -83,55 +142,88 @@ def export_run(rep: nn.Module, out_dir: Path, mesh_resolution: int = 64, view_si
 
 def generate(prompt: str, cfg: RunConfig, method_overrides: dict[str, str], out_dir: str | Path,
              prior_spec: PriorSpec = DEFAULT_PRIOR, prior: Prior | None = None, resume: bool = False,
-             progress: bool = True) -> RunResult:
-    """Run ``cfg.method`` on ``prompt`` and write the run directory."""
+             progress: bool = True, on_preview: PreviewCallback | None = None) -> RunResult:
+    """Run ``cfg.method`` on ``prompt`` and write the run directory. ``on_preview`` is called with the
+    asset every ``cfg.preview_every`` steps, after the preview grid is written (e.g. a live viewer)."""
     out_dir = Path(out_dir)
     check_prompt(prompt, prior_spec.kind)
     check_out_dir(out_dir, resume)
     method = build_method(cfg, method_overrides)  # raises UserError for an unknown method or --set key
+    check_method_texts(method, cfg.method, prior_spec.kind)
+    preset = {"prompt": prompt} | describe_config(cfg, method) | {"prior": dataclasses.asdict(prior_spec)}
+    if resume:
+        check_resume_matches(out_dir, preset)
     prior = prior if prior is not None else load_prior(prior_spec)
     out_dir.mkdir(parents=True, exist_ok=True)
-    preset = describe_config(cfg, method) | {"prior": dataclasses.asdict(prior_spec)}
-    write_json_atomic(out_dir / "preset.json", preset)
+    if not resume:
+        write_json_atomic(out_dir / PRESET_FILE, preset)
 
+    rep, state, seconds, export_seconds, files, judge = optimise_and_export(
+        prompt, cfg, method, prior, prior_spec, out_dir, resume, progress, on_preview=on_preview)
+    write_run_file(out_dir, {"prompt": prompt, "method": cfg.method}, cfg, prior_spec, state, seconds,
+                   export_seconds, files, judge)
+    return RunResult(out_dir, seconds, state, judge)
+
+
+def optimise_and_export(prompt: str, cfg: RunConfig, method: GuidanceMethod, prior: Prior, prior_spec: PriorSpec,
+                        out_dir: Path, resume: bool, progress: bool, source: EditSource | None = None,
+                        on_preview: PreviewCallback | None = None) -> tuple[Representation, LoopState, float, float, dict[str, str], dict | None]:
+    """The loop with a progress bar and previews, then the exports and (toy prior) the judge. Returns the
+    asset, the loop state, seconds in all and in the exports, the files written and the judgement."""
     start = time.perf_counter()
     bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.steps, desc=cfg.method, unit="step")
 
     def on_step(step: int, log: dict[str, float]) -> None:
-        if bar is not None:
-            bar.n = step
-            bar.set_postfix(loss=f"{log['loss']:.3g}", t=int(log["t"]), refresh=False)
-            bar.refresh()
+        nonlocal bar
+        if not (math.isfinite(log["loss"]) and math.isfinite(log["grad_norm"])):
+            kept = (f"{out_dir / CHECKPOINT} (its last checkpoint) is kept" if (out_dir / CHECKPOINT).exists()
+                    else "no checkpoint had been written yet")
+            raise UserError(f"step {step}: the guidance gradient is not finite (NaN or inf), so the run "
+                            f"stopped before saving this step; {kept}; lower guidance_scale or the learning "
+                            f"rates with --set and start a new run", exit_code=1)
+        if progress:
+            if bar is None:  # created at the first step run (a resumed run starts part-way: rates stay true)
+                from tqdm import tqdm
 
-    def on_preview(step: int, rep: nn.Module) -> None:
+                bar = tqdm(total=cfg.steps, initial=step - 1, desc=cfg.method, unit="step")
+            bar.set_postfix(loss=f"{log['loss']:.3g}", t=int(log["t"]), refresh=False)
+            bar.update(step - bar.n)
+
+    def preview(step: int, rep: Representation) -> None:
         views = to_uint8(render_views(rep, orbit(4, VIEW_ELEVATION), prior.image_size * 2))
         save_png(image_grid(views), out_dir / "previews" / f"step_{step:05d}.png")
+        if on_preview is not None:
+            on_preview(step, rep)
 
-    rep, state = optimise(prompt, cfg, method, prior, out_dir, resume=resume, on_step=on_step,
-                          on_preview=on_preview)
-    if bar is not None:
-        bar.close()
+    try:
+        rep, state = optimise(prompt, cfg, method, prior, out_dir, resume=resume, on_step=on_step,
+                              on_preview=preview, source=source)
+    finally:  # an error message must not be glued to a progress bar
+        if bar is not None:
+            bar.close()
     export_start = time.perf_counter()
-    files = export_run(rep, out_dir, cfg.mesh_resolution, cfg.export_size, cfg.turntable_frames)
     judge = None
-    if prior_spec.kind == "toy":
+    if knows_toy_world(prior_spec.kind):
         from distill3d.pipeline.evaluate import judge_representation
 
         judge = judge_representation(rep, prompt)
-    seconds = time.perf_counter() - start
+    files = export_run(rep, out_dir, cfg.mesh_resolution, cfg.export_size, cfg.turntable_frames, judge)
+    files["curves"] = save_curves_png(state.history, out_dir / "curves.png").name
+    now = time.perf_counter()
+    return rep, state, now - start, now - export_start, files, judge
+
+
+def write_run_file(out_dir: Path, head: dict, cfg: RunConfig, prior_spec: PriorSpec, state: LoopState,
+                   seconds: float, export_seconds: float, files: dict[str, str], judge: dict | None) -> None:
+    """``run.json``: ``head`` (prompt, method, ...), then what every run records."""
     t = state.timings
-    write_json_atomic(out_dir / "run.json", {
-        "prompt": prompt, "method": cfg.method, "seed": cfg.seed, "steps": cfg.steps,
+    write_json_atomic(out_dir / RUN_FILE, {
+        **head, "seed": cfg.seed, "steps": cfg.steps,
         "views_per_step": cfg.views_per_step, "prior": prior_spec.kind,
         "seconds": {"total_this_session": round(seconds, 3), "optimisation": round(t.total(), 3),
                     "render": round(t.render, 3), "prior": round(t.prior, 3), "backward": round(t.backward, 3),
-                    "other": round(t.other, 3), "export_and_judge": round(time.perf_counter() - export_start, 3)},
+                    "other": round(t.other, 3), "export_and_judge": round(export_seconds, 3)},
         "prior_calls": state.prior_calls, "prior_evaluations": state.prior_evals,
         "files": files, "judge": judge, "history": state.history,
         "torch_threads": torch.get_num_threads(),
     })
-    return RunResult(out_dir, seconds, state, judge)

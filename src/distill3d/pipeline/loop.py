@@ -1,13 +1,19 @@
-"""The optimisation loop of ``distill3d generate``: plain, readable top to bottom.
+"""The optimisation loop of ``distill3d generate`` and ``distill3d edit``: plain, readable top to bottom.
 
+    before the first step: the method's set-up (ISD's reference image), or on resume the checkpoint
     for each step:
         cameras  = random views                         (render time)
         x        = render(representation, cameras)
         z        = prior.encode(x)
+        editing: z_src = prior.encode(render(source, cameras))  — the frozen source, same cameras
         g        = method(prior, z, x, cameras, prompt) (prior time)
         loss     = ½‖z − sg(z − g)‖² / views            (backward time)
         optimizer step, method's own inner step, densification
         every N steps: checkpoint (atomic) and preview
+
+The loop sees the representation only through ``distill3d.scene.representation.Representation`` (built
+from the registry entry ``cfg.representation``, or a copy of the edit's source) and the method only through
+``GuidanceMethod``: it never asks which one it holds.
 
 Everything random comes from one ``torch.Generator`` seeded from the run's seed, whose state is saved in
 checkpoints, so a CPU run is bit-for-bit repeatable and ``resume`` continues exactly where it stopped.
@@ -15,6 +21,7 @@ checkpoints, so a CPU run is bit-for-bit repeatable and ``resume`` continues exa
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import time
@@ -23,26 +30,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from distill3d.core.errors import UserError
 from distill3d.core.seed import seed_everything
 from distill3d.core.state import load_state, save_state
-from distill3d.guidance import METHODS, GuidanceInput, GuidanceMethod, surrogate_loss
-from distill3d.guidance.isd import ISD
-from distill3d.pipeline.config import RunConfig, method_config_overrides
+from distill3d.guidance import GuidanceInput, GuidanceMethod, find_method, surrogate_loss
+from distill3d.pipeline.config import RunConfig, method_config_overrides, representation_config, run_keys
 from distill3d.priors.base import Prior
 from distill3d.scene.control import control_maps
-from distill3d.scene.densify import (
-    GAUSSIAN_DREAMER,
-    LUCID_DREAMER,
-    DensifyConfig,
-    DensifyState,
-    DensifyStrategy,
-)
-from distill3d.scene.gaussians import GaussianModel
-from distill3d.scene.radiance_field import RadianceFieldConfig, VoxelRadianceField
+from distill3d.scene.registry import representation_entry
 from distill3d.scene.render import render
+from distill3d.scene.representation import Representation
 from distill3d.scene.sampling import CameraSampleConfig, sample_cameras
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -52,7 +50,7 @@ CHECKPOINT = "checkpoint.safetensors"
 class Timings:
     """Wall-clock seconds spent in each part of the loop, summed over steps."""
 
-    render: float = 0.0
+    render: float = 0.0  # the edited or generated asset, and an edit's source
     prior: float = 0.0  # guidance: prior calls and the method's own arithmetic
     backward: float = 0.0
     other: float = 0.0  # optimiser, densification, inner steps, checkpoints, previews
@@ -70,33 +68,24 @@ class LoopState:
     history: list[dict[str, float]] = field(default_factory=list)  # per logged step: loss, grad norm, t
 
 
-def build_method(cfg: RunConfig, method_overrides: dict[str, str]) -> GuidanceMethod:
-    entry = METHODS.get(cfg.method)
-    if entry is None:
-        raise UserError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
-    probe = entry.factory()
-    typed = method_config_overrides(type(probe.config), method_overrides) if method_overrides else {}
-    return entry.factory(**typed) if typed else probe
+@dataclass(frozen=True)
+class EditSource:
+    """What an edit starts from: a frozen asset (the edited copy starts as a copy of it) and its text y_src."""
+
+    representation: Representation
+    prompt: str
 
 
-def build_representation(cfg: RunConfig, generator: torch.Generator) -> nn.Module:
-    if cfg.representation == "gaussians":
-        return GaussianModel.random_in_sphere(cfg.num_gaussians, radius=cfg.init_radius, scale=cfg.init_scale,
-                                              opacity=cfg.init_opacity, generator=generator)
-    return VoxelRadianceField(RadianceFieldConfig(resolution=cfg.grid_resolution))
+def build_method(cfg: RunConfig, method_overrides: dict[str, str], kind: str = "generate") -> GuidanceMethod:
+    """The registered ``cfg.method`` of ``kind`` with ``--set`` overrides of its config fields."""
+    entry = find_method(cfg.method, kind)  # type: ignore[arg-type]
+    typed = method_config_overrides(entry.config_type, method_overrides, run_keys(cfg))
+    return entry.build(**typed)
 
 
-def build_optimizer(rep: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
-    if isinstance(rep, GaussianModel):
-        groups = [
-            {"params": [rep.means], "lr": cfg.lr_means, "name": "means"},
-            {"params": [rep.log_scales], "lr": cfg.lr_scales, "name": "log_scales"},
-            {"params": [rep.quats], "lr": cfg.lr_quats, "name": "quats"},
-            {"params": [rep.opacity_logits], "lr": cfg.lr_opacity, "name": "opacity_logits"},
-            {"params": [rep.sh_dc, rep.sh_rest], "lr": cfg.lr_colors, "name": "colors"},
-        ]
-        return torch.optim.Adam(groups, eps=1e-15)
-    return torch.optim.Adam(rep.parameters(), lr=cfg.lr_radiance)
+def build_optimizer(rep: Representation, cfg: RunConfig) -> torch.optim.Optimizer:
+    groups = rep.param_groups(representation_config(cfg))
+    return torch.optim.Adam([{"params": g.params, "lr": g.lr, "eps": g.eps, "name": g.name} for g in groups])
 
 
 def camera_sampling(cfg: RunConfig) -> CameraSampleConfig:
@@ -105,31 +94,17 @@ def camera_sampling(cfg: RunConfig) -> CameraSampleConfig:
                               fov_range=(cfg.fov_min, cfg.fov_max), front_bias=cfg.front_bias)
 
 
-#: Densification presets by name. "toy" compresses the GaussianDreamer schedule into a short CPU run.
-DENSIFY_PRESETS: dict[str, DensifyConfig | None] = {
-    "none": None,
-    "toy": DensifyConfig(densify_from=100, densify_until=500, interval=100, grad_threshold=0.0002,
-                         percent_dense=0.01, scene_extent=3.2, prune_opacity=0.02, opacity_reset_interval=None,
-                         screen_size_from=None),
-    "gaussiandreamer": GAUSSIAN_DREAMER,
-    "luciddreamer": LUCID_DREAMER,
-}
+def _initial(cfg: RunConfig, source: EditSource | None, generator: torch.Generator) -> Representation:
+    """A fresh asset from the registry, or for an edit a trainable copy of the frozen source."""
+    if source is not None:
+        return copy.deepcopy(source.representation).requires_grad_(True).train()
+    return representation_entry(cfg.representation).cls.build(representation_config(cfg), generator)
 
 
-def build_densify(cfg: RunConfig, rep: nn.Module) -> DensifyStrategy | None:
-    if cfg.densify not in DENSIFY_PRESETS:
-        raise UserError(f"unknown densify preset {cfg.densify!r}; choose one of {', '.join(DENSIFY_PRESETS)}")
-    preset = DENSIFY_PRESETS[cfg.densify]
-    if preset is None or not isinstance(rep, GaussianModel):
-        return None
-    return DensifyStrategy(preset, len(rep), rep.means.device)
-
-
-def _save_checkpoint(path: Path, rep: nn.Module, opt: torch.optim.Optimizer, method: GuidanceMethod,
-                     prior: Prior, generator: torch.Generator, state: LoopState,
-                     densify: DensifyStrategy | None, extra: dict) -> None:
+def _save_checkpoint(path: Path, rep: Representation, opt: torch.optim.Optimizer, method: GuidanceMethod,
+                     prior: Prior, generator: torch.Generator, state: LoopState, densify) -> None:
     save_state(path, {
-        "densify": dataclasses.asdict(densify.state) if densify is not None else None,
+        "densify": densify.state_dict() if densify is not None else None,
         "step": state.step,
         "representation": rep.state_dict(),
         "optimizer": opt.state_dict(),
@@ -140,33 +115,7 @@ def _save_checkpoint(path: Path, rep: nn.Module, opt: torch.optim.Optimizer, met
         "prior_calls": state.prior_calls,
         "prior_evals": state.prior_evals,
         "history": state.history,
-        **extra,
     })
-
-
-def _restore(path: Path, cfg: RunConfig, method: GuidanceMethod, prior: Prior,
-             generator: torch.Generator) -> tuple[nn.Module, torch.optim.Optimizer, LoopState, dict]:
-    ck = load_state(path)
-    rep_state = ck["representation"]
-    if cfg.representation == "gaussians":
-        rep: nn.Module = GaussianModel(**{k: rep_state[k] for k in
-                                          ("means", "log_scales", "quats", "opacity_logits", "sh_dc", "sh_rest")})
-    else:
-        rep = VoxelRadianceField(RadianceFieldConfig(resolution=cfg.grid_resolution))
-        rep.load_state_dict(rep_state)
-    opt = build_optimizer(rep, cfg)
-    opt.load_state_dict(ck["optimizer"])
-    method.load_state_dict(prior, ck["method"])
-    generator.set_state(ck["rng"])
-    torch.set_rng_state(ck["torch_rng"])
-    state = LoopState(step=int(ck["step"]), timings=Timings(**ck["timings"]), prior_calls=int(ck["prior_calls"]),
-                      prior_evals=int(ck["prior_evals"]), history=list(ck["history"]))
-    return rep, opt, state, ck
-
-
-def _restore_densify(densify: DensifyStrategy | None, ck: dict) -> None:
-    if densify is not None and ck.get("densify") is not None:
-        densify.state = DensifyState(**ck["densify"])
 
 
 StepCallback = Callable[[int, dict[str, float]], None]
@@ -174,36 +123,43 @@ StepCallback = Callable[[int, dict[str, float]], None]
 
 def optimise(prompt: str, cfg: RunConfig, method: GuidanceMethod, prior: Prior, out_dir: Path,
              resume: bool = False, on_step: StepCallback | None = None,
-             on_preview: Callable[[int, nn.Module], None] | None = None) -> tuple[nn.Module, LoopState]:
-    """Run (or resume) the optimisation; checkpoints go to ``out_dir/checkpoint.safetensors``."""
+             on_preview: Callable[[int, Representation], None] | None = None,
+             source: EditSource | None = None) -> tuple[Representation, LoopState]:
+    """Run (or resume) the optimisation toward ``prompt``; checkpoints go to ``out_dir/checkpoint.safetensors``.
+
+    With ``source`` the run is an edit: the asset starts as a copy of ``source.representation`` (frozen,
+    never changed), and every step hands the method the source's renders from the same cameras."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     generator = seed_everything(cfg.seed)
     ck_path = out_dir / CHECKPOINT
-    extra: dict = {}
-    ck: dict = {}
-    if resume and ck_path.exists():
-        rep, opt, state, ck = _restore(ck_path, cfg, method, prior, generator)
-        if isinstance(method, ISD):
-            method.set_reference(ck["reference"])
+    if resume and not ck_path.exists():
+        raise UserError(f"nothing to resume: {ck_path} does not exist")
+    rep = _initial(cfg, source, generator)
+    ck = load_state(ck_path) if resume else None
+    if ck is not None:
+        rep.restore(ck["representation"])
+        method.load_state_dict(prior, ck["method"])
     else:
-        if resume:
-            raise UserError(f"nothing to resume: {ck_path} does not exist")
-        rep = build_representation(cfg, generator)
-        opt = build_optimizer(rep, cfg)
-        state = LoopState()
-        if isinstance(method, ISD):  # ISD's mode-selecting reference image, from the same prior
-            from distill3d.priors.sampling import sample as sample_prior
-
-            method.set_reference(sample_prior(prior, prompt, n=1, cfg=method.config.guidance_scale,
-                                              seed=cfg.seed)[0])
-    densify = build_densify(cfg, rep)
-    _restore_densify(densify, ck)
-    if isinstance(method, ISD):
-        extra["reference"] = method.reference
+        method.setup(prior, prompt, cfg.seed)  # e.g. ISD's reference image, from the same prior
+    rep.to(prior.device)
+    opt = build_optimizer(rep, cfg)
+    densify = rep.densifier(representation_config(cfg))
+    state = LoopState()
+    if ck is not None:
+        opt.load_state_dict(ck["optimizer"])
+        if densify is not None and ck["densify"] is not None:
+            densify.load_state_dict(ck["densify"])
+        generator.set_state(ck["rng"])
+        torch.set_rng_state(ck["torch_rng"])
+        state = LoopState(step=int(ck["step"]), timings=Timings(**ck["timings"]), prior_calls=int(ck["prior_calls"]),
+                          prior_evals=int(ck["prior_evals"]), history=list(ck["history"]))
+    frozen = None
+    if source is not None:
+        frozen = source.representation.to(prior.device).requires_grad_(False).eval()
     sampling = camera_sampling(cfg)
     size = prior.image_size
-    rep.to(prior.device)
+    control_kind = getattr(prior, "control_kind", None)  # a ControlNet prior: exact maps of the renders
 
     while state.step < cfg.steps:
         t0 = time.perf_counter()
@@ -211,11 +167,15 @@ def optimise(prompt: str, cfg: RunConfig, method: GuidanceMethod, prior: Prior, 
         out = render(rep, cams, size)
         images = out.image  # [B, 3, S, S]
         latents = prior.encode(images)
-        control_kind = getattr(prior, "control_kind", None)  # a ControlNet prior: exact maps of the renders
         control = control_maps(out, cams, control_kind) if control_kind is not None else None
+        source_latents = None
+        if frozen is not None:
+            with torch.no_grad():
+                source_latents = prior.encode(render(frozen, cams, size).image)  # [B, C, h, w]
         t1 = time.perf_counter()
         inp = GuidanceInput(latents=latents.detach(), images=images.detach(), cameras=cams, prompt=prompt,
-                            step=state.step, total_steps=cfg.steps, control=control)
+                            step=state.step, total_steps=cfg.steps, control=control, source_latents=source_latents,
+                            source_prompt=source.prompt if source is not None else None)
         g = method(prior, inp, generator)
         t2 = time.perf_counter()
         loss = surrogate_loss(latents, g.grad) / cfg.views_per_step
@@ -240,21 +200,23 @@ def optimise(prompt: str, cfg: RunConfig, method: GuidanceMethod, prior: Prior, 
         if on_preview is not None and cfg.preview_every and state.step % cfg.preview_every == 0:
             on_preview(state.step, rep)
         if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < cfg.steps:
-            _save_checkpoint(ck_path, rep, opt, method, prior, generator, state, densify, extra)
+            _save_checkpoint(ck_path, rep, opt, method, prior, generator, state, densify)
         t4 = time.perf_counter()
         state.timings.render += t1 - t0
         state.timings.prior += t2 - t1
         state.timings.backward += t3 - t2
         state.timings.other += t4 - t3
-    _save_checkpoint(ck_path, rep, opt, method, prior, generator, state, densify, extra)
+    _save_checkpoint(ck_path, rep, opt, method, prior, generator, state, densify)
     return rep, state
 
 
 def describe_config(cfg: RunConfig, method: GuidanceMethod) -> dict:
-    """The preset actually used: the run's settings and the method's full config."""
+    """The preset actually used: the run's settings (the representation's config filled in) and the
+    method's full config."""
+    cfg = dataclasses.replace(cfg, representation_config=representation_config(cfg))
     mcfg = getattr(method, "config", None)
-    return {"run": dataclasses.asdict(cfg),
+    return {"run": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
             "method_config": json.loads(json.dumps(dataclasses.asdict(mcfg), default=str)) if mcfg else {}}
 
 
-__all__ = ["LoopState", "Timings", "build_method", "describe_config", "optimise"]
+__all__ = ["EditSource", "LoopState", "Timings", "build_method", "describe_config", "optimise"]

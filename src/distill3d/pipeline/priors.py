@@ -10,7 +10,7 @@ from distill3d.priors.base import Prior
 
 @dataclass(frozen=True)
 class PriorSpec:
-    kind: str = "toy"  # "toy" (embedded, shipped) or "sd" (diffusers, local weights)
+    kind: str = "toy"  # one of PRIOR_KINDS: "toy"/"toy-words" (embedded, shipped) or "sd" (diffusers)
     model: str | None = None  # toy: a checkpoint path (None: the shipped one); sd: a folder or cached id
     ip_adapter: str | None = None
     controlnet: str | None = None
@@ -18,13 +18,22 @@ class PriorSpec:
 
 
 DEFAULT_PRIOR = PriorSpec()
+#: The embedded toy-world priors (see ``distill3d.priors.toy.prior.SHIPPED``): captions must follow the
+#: toy grammar, and runs are judged against the toy world's ground truth.
+TOY_PRIORS = ("toy", "toy-words")
+PRIOR_KINDS = (*TOY_PRIORS, "sd")
+
+
+def knows_toy_world(kind: str) -> bool:
+    """Is ``kind`` an embedded toy-world prior (grammar-checked captions, judged results)?"""
+    return kind in TOY_PRIORS
 
 
 def load_prior(spec: PriorSpec) -> Prior:
-    if spec.kind == "toy":
+    if knows_toy_world(spec.kind):
         from distill3d.priors.toy.prior import ToyPrior
 
-        return ToyPrior.load(spec.model)
+        return ToyPrior.load(spec.model if spec.model is not None else spec.kind)
     if spec.kind == "sd":
         from distill3d.priors.sd import StableDiffusionConfig, StableDiffusionPrior
         from distill3d.scene.control import CONTROL_KINDS
@@ -36,4 +45,4 @@ def load_prior(spec: PriorSpec) -> Prior:
         return StableDiffusionPrior(StableDiffusionConfig(model=cfg.model, ip_adapter=spec.ip_adapter,
                                                           controlnet=spec.controlnet,
                                                           controlnet_kind=spec.controlnet_kind))
-    raise UserError(f"unknown prior {spec.kind!r}; choose 'toy' (embedded) or 'sd' (Stable Diffusion)")
+    raise UserError(f"unknown prior {spec.kind!r}; choose one of {', '.join(PRIOR_KINDS)}")

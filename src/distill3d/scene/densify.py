@@ -15,15 +15,15 @@ so the thresholds of the published configs apply unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from distill3d.scene.gaussians import GaussianModel
+from distill3d.scene.gaussians import PARAM_NAMES, GaussianModel
 from distill3d.scene.render_output import RenderOutput
 
-PARAM_NAMES = ("means", "log_scales", "quats", "opacity_logits", "sh_dc", "sh_rest")
 RESET_OPACITY = 0.01  # 3DGS reset_opacity: opacity <- min(opacity, 0.01)
 
 
@@ -65,6 +65,18 @@ LUCID_DREAMER = DensifyConfig(densify_from=100, densify_until=3000, interval=100
                               opacity_reset_interval=300, screen_size_from=300)
 
 
+#: Densification presets by name (``GaussianRunConfig.densify``). "toy" compresses the GaussianDreamer
+#: schedule into a short CPU run.
+DENSIFY_PRESETS: dict[str, DensifyConfig | None] = {
+    "none": None,
+    "toy": DensifyConfig(densify_from=100, densify_until=500, interval=100, grad_threshold=0.0002,
+                         percent_dense=0.01, scene_extent=3.2, prune_opacity=0.02, opacity_reset_interval=None,
+                         screen_size_from=None),
+    "gaussiandreamer": GAUSSIAN_DREAMER,
+    "luciddreamer": LUCID_DREAMER,
+}
+
+
 @dataclass
 class DensifyState:
     """Statistics accumulated since the last densification, one row per Gaussian."""
@@ -93,6 +105,13 @@ class DensifyStrategy:
     def __init__(self, config: DensifyConfig, num_gaussians: int, device: torch.device | str = "cpu") -> None:
         self.config = config
         self.state = DensifyState.zeros(num_gaussians, device)
+
+    def state_dict(self) -> dict:
+        return dataclasses.asdict(self.state)
+
+    def load_state_dict(self, state: dict) -> None:
+        device = self.state.count.device
+        self.state = DensifyState(**{k: v.to(device) for k, v in state.items()})
 
     @torch.no_grad()
     def update(self, out: RenderOutput) -> None:

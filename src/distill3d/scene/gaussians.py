@@ -4,16 +4,34 @@ Parameters are stored in their unconstrained forms, as the standard 3DGS PLY lay
 means [N, 3], log-scales [N, 3], quaternions [N, 4] (w, x, y, z; normalised on use), opacity logits [N],
 colour as spherical-harmonics coefficients: DC [N, 3] and higher degrees [N, (D+1)^2 - 1, 3].
 Colour of degree 0 is ``0.5 + SH_C0 * sh_dc`` (clamped to [0, 1] by renderers).
+
+``GaussianModel`` is a ``Representation`` (``scene/representation.py``); ``GaussianRunConfig`` says how a
+run initialises, trains and densifies it. Its file is the standard 3DGS PLY (``scene/ply.py``).
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
 import torch
 from torch import Tensor, nn
 
+from distill3d.core.cameras import Cameras
+from distill3d.core.errors import UserError
 from distill3d.scene.knn import knn_distances, knn_indices
 from distill3d.scene.projection import MAX_POWER, SIGMA_EXTENT
+from distill3d.scene.render_output import RenderOutput
+from distill3d.scene.representation import ParamGroup
 from distill3d.scene.sh import SH_C0, eval_sh
+
+if TYPE_CHECKING:
+    from distill3d.scene.densify import DensifyStrategy
+
+#: The trainable tensors, in the order of the constructor (and of a checkpoint's state dict).
+PARAM_NAMES = ("means", "log_scales", "quats", "opacity_logits", "sh_dc", "sh_rest")
 
 
 def rgb_to_sh_dc(rgb: Tensor) -> Tensor:
@@ -24,8 +42,43 @@ def sh_dc_to_rgb(sh_dc: Tensor) -> Tensor:
     return 0.5 + SH_C0 * sh_dc
 
 
+@dataclass(frozen=True)
+class GaussianRunConfig:
+    """How a run builds, trains and densifies Gaussians (``--set`` keys with ``representation=gaussians``)."""
+
+    num_gaussians: int = 1500  # initial Gaussians, uniform in a ball
+    init_radius: float = 0.6  # radius of that ball
+    init_scale: float = 0.05  # initial Gaussian size
+    init_opacity: float = 0.3
+    lr_means: float = 0.002
+    lr_scales: float = 0.005
+    lr_quats: float = 0.001
+    lr_opacity: float = 0.05
+    lr_colors: float = 0.01
+    densify: str = "none"  # densification preset: "none", "toy", "gaussiandreamer", "luciddreamer"
+
+    def validate(self) -> None:
+        from distill3d.scene.densify import DENSIFY_PRESETS
+
+        if self.num_gaussians < 1:
+            raise UserError(f"num_gaussians must be at least 1, got {self.num_gaussians}")
+        if not (self.init_radius > 0 and self.init_scale > 0):
+            raise UserError("init_radius and init_scale must be positive")
+        if not 0.0 < self.init_opacity < 1.0:
+            raise UserError(f"init_opacity must lie in (0, 1), got {self.init_opacity}")
+        for name in ("lr_means", "lr_scales", "lr_quats", "lr_opacity", "lr_colors"):
+            if not getattr(self, name) >= 0:
+                raise UserError(f"{name} must be non-negative, got {getattr(self, name)}")
+        if self.densify not in DENSIFY_PRESETS:
+            raise UserError(f"unknown densify preset {self.densify!r}; choose one of {', '.join(DENSIFY_PRESETS)}")
+
+
 class GaussianModel(nn.Module):
     """A set of 3D Gaussians whose tensors are ``nn.Parameter``s (so optimisers see them)."""
+
+    file_name: ClassVar[str] = "gaussians.ply"
+    #: Half the peak of one opaque Gaussian (the density grid sums o exp(-1/2 d^T Sigma^-1 d)).
+    mesh_threshold: ClassVar[float] = 0.5
 
     def __init__(self, means: Tensor, log_scales: Tensor, quats: Tensor, opacity_logits: Tensor,
                  sh_dc: Tensor, sh_rest: Tensor | None = None) -> None:
@@ -46,6 +99,56 @@ class GaussianModel(nn.Module):
 
     def __len__(self) -> int:
         return int(self.means.shape[0])
+
+    # ------------------------------------------------------------------ the Representation protocol
+
+    @classmethod
+    def build(cls, config: GaussianRunConfig, generator: torch.Generator) -> GaussianModel:
+        return cls.random_in_sphere(config.num_gaussians, radius=config.init_radius, scale=config.init_scale,
+                                    opacity=config.init_opacity, generator=generator)
+
+    def param_groups(self, config: GaussianRunConfig) -> list[ParamGroup]:
+        eps = 1e-15  # as the 3DGS reference optimiser
+        return [ParamGroup("means", [self.means], config.lr_means, eps),
+                ParamGroup("log_scales", [self.log_scales], config.lr_scales, eps),
+                ParamGroup("quats", [self.quats], config.lr_quats, eps),
+                ParamGroup("opacity_logits", [self.opacity_logits], config.lr_opacity, eps),
+                ParamGroup("colors", [self.sh_dc, self.sh_rest], config.lr_colors, eps)]
+
+    def densifier(self, config: GaussianRunConfig) -> DensifyStrategy | None:
+        from distill3d.scene.densify import DENSIFY_PRESETS, DensifyStrategy
+
+        preset = DENSIFY_PRESETS[config.densify]
+        return None if preset is None else DensifyStrategy(preset, len(self), self.means.device)
+
+    def restore(self, state: dict[str, Tensor]) -> None:
+        device = self.means.device
+        for name in PARAM_NAMES:
+            setattr(self, name, nn.Parameter(state[name].float().to(device).contiguous()))
+
+    def render(self, cameras: Cameras, size: int, background: Tensor, backend: str = "auto") -> RenderOutput:
+        """gsplat when ``backend`` is "gsplat", or "auto" on CUDA with gsplat importable; else the
+        pure-PyTorch rasterizer."""
+        from distill3d.scene.gsplat_backend import gsplat_available, render_gaussians_gsplat
+        from distill3d.scene.splat import render_gaussians_torch
+
+        cuda = self.means.device.type == "cuda"
+        if backend == "gsplat" or (backend == "auto" and cuda and gsplat_available()):
+            return render_gaussians_gsplat(self, cameras, size, background)
+        return render_gaussians_torch(self, cameras, size, background)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        from distill3d.scene.ply import save_gaussians_ply
+
+        return save_gaussians_ply(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> GaussianModel:
+        from distill3d.scene.ply import load_gaussians_ply
+
+        return load_gaussians_ply(path)
+
+    # ------------------------------------------------------------------ Gaussian quantities
 
     @property
     def sh_degree(self) -> int:

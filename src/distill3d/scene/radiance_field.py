@@ -5,18 +5,32 @@ MLP colour head, and volume rendering in pure PyTorch (NeRF quadrature, Mildenha
 
 In ``train()`` mode samples are stratified (one uniform jitter per bin, from torch's global generator, so
 seeding makes renders repeatable); in ``eval()`` mode they sit at bin midpoints.
+
+Its file is ``radiance.safetensors``: the parameters (the module's state dict) as tensors and the
+``RadianceFieldConfig`` as JSON in the metadata under ``"config"``, with
+``"format": "distill3d.voxel_radiance_field"`` and ``"version": "1"``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from distill3d.core.cameras import Cameras
+from distill3d.core.errors import UserError
+from distill3d.core.io import atomic_path
 from distill3d.scene.render_output import RenderOutput
+from distill3d.scene.representation import ParamGroup
+
+FORMAT = "distill3d.voxel_radiance_field"
 
 
 @dataclass(frozen=True)
@@ -30,9 +44,28 @@ class RadianceFieldConfig:
     blob_radius: float = 0.5
 
 
+@dataclass(frozen=True)
+class RadianceFieldRunConfig:
+    """How a run builds and trains a voxel radiance field (``--set`` keys with ``representation=radiance``)."""
+
+    grid_resolution: int = 32  # voxels per side of the grids
+    lr_radiance: float = 0.05  # Adam learning rate of every grid (and the MLP head)
+
+    def validate(self) -> None:
+        if self.grid_resolution < 2:
+            raise UserError(f"grid_resolution must be at least 2, got {self.grid_resolution}")
+        if not self.lr_radiance >= 0:
+            raise UserError(f"lr_radiance must be non-negative, got {self.lr_radiance}")
+
+
 class VoxelRadianceField(nn.Module):
     """Density grid [1, 1, R, R, R] and colour feature grid [1, C, R, R, R] (indexed [z, y, x] as
-    ``grid_sample`` wants), plus an optional MLP from features to RGB."""
+    ``grid_sample`` wants), plus an optional MLP from features to RGB. A ``Representation``."""
+
+    file_name: ClassVar[str] = "radiance.safetensors"
+    #: sigma = 2: where the initial density blob's surface matches the alpha = 0.5 silhouette of its
+    #: renders (measured: radius 0.41 vs 0.44 at 128 px).
+    mesh_threshold: ClassVar[float] = 2.0
 
     def __init__(self, config: RadianceFieldConfig = RadianceFieldConfig()) -> None:
         super().__init__()
@@ -69,8 +102,59 @@ class VoxelRadianceField(nn.Module):
         pts = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
         return self.density_at(pts).reshape(resolution, resolution, resolution)
 
-    def render(self, cameras: Cameras, size: int, background: Tensor) -> RenderOutput:
-        """Volume-render every camera. background [3] -> RenderOutput, image [B, 3, size, size]."""
+    @classmethod
+    def build(cls, config: RadianceFieldRunConfig, generator: torch.Generator) -> VoxelRadianceField:
+        """A zero field (the density blob alone) of the run's resolution; draws nothing."""
+        return cls(RadianceFieldConfig(resolution=config.grid_resolution))
+
+    def param_groups(self, config: RadianceFieldRunConfig) -> list[ParamGroup]:
+        return [ParamGroup("radiance", list(self.parameters()), config.lr_radiance)]
+
+    def densifier(self, config: RadianceFieldRunConfig) -> None:
+        return None  # a fixed grid
+
+    def restore(self, state: dict[str, Tensor]) -> None:
+        self.load_state_dict(state)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the field to ``path`` (atomically) as safetensors; returns the path."""
+        from safetensors.torch import save_file
+
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        metadata = {"format": FORMAT, "version": "1", "config": json.dumps(dataclasses.asdict(self.config))}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> VoxelRadianceField:
+        """Read a field written by :meth:`save`; returned in eval mode (deterministic renders)."""
+        from safetensors import SafetensorError, safe_open
+
+        path = Path(path)
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+        except (SafetensorError, OSError) as err:
+            raise UserError(f"cannot read {path} as safetensors: {err}") from None
+        if metadata.get("format") != FORMAT:
+            found = metadata.get("format")
+            raise UserError(f"{path} is not a distill3d radiance field (metadata format {found!r}); "
+                            "write one with VoxelRadianceField.save")
+        try:
+            field = cls(RadianceFieldConfig(**json.loads(metadata["config"])))
+            field.load_state_dict(tensors)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            first_line = str(err).strip().splitlines()[0]
+            raise UserError(f"{path}: radiance field does not match its config: {first_line}") from None
+        return field.eval()
+
+    def render(self, cameras: Cameras, size: int, background: Tensor, backend: str = "auto") -> RenderOutput:
+        """Volume-render every camera (in torch, whatever the backend asked). background [3] -> RenderOutput,
+        image [B, 3, size, size]."""
+        if backend == "gsplat":
+            raise UserError("the gsplat backend renders Gaussians only; use backend='torch' for radiance fields")
         origins, dirs = cameras.rays(size)  # [B, 3], [B, H, W, 3]
         o = origins[:, None, None, :].expand_as(dirs)
         near, far = _cube_interval(o, dirs)  # [B, H, W]

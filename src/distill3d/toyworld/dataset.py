@@ -31,8 +31,8 @@ from distill3d.toyworld.grammar import SceneSpec, all_specs, is_heldout
 from distill3d.toyworld.render import render
 
 FORMAT = "distill3d-toy/1"
-#: Share of each caption kind in a dataset.
-KIND_WEIGHTS = {"single": 0.25, "face": 0.10, "on top of": 0.325, "next to": 0.325}
+#: Caption kinds, in the order of ``DatasetConfig.kind_weights``.
+KINDS = ("single", "face", "on top of", "next to")
 SPLITS = ("train", "heldout", "all")
 
 
@@ -45,6 +45,13 @@ class DatasetConfig:
     shard_size: int = 1024
     azimuth_front_bias: float = 0.5  # share of first views drawn near the front (N(0, 45°)) not uniformly
     elevation_range: tuple[float, float] = (-5.0, 45.0)
+    #: Share of each caption kind, in the order of ``KINDS`` (single, face, on top of, next to): weighted
+    #: toward two-object scenes, the hard case for binding (the first prior used 0.25/0.10/0.325/0.325).
+    kind_weights: tuple[float, float, float, float] = (0.16, 0.14, 0.35, 0.35)
+
+    def __post_init__(self) -> None:
+        if len(self.kind_weights) != len(KINDS) or min(self.kind_weights) < 0 or sum(self.kind_weights) <= 0:
+            raise UserError(f"kind_weights needs {len(KINDS)} non-negative shares ({', '.join(KINDS)})")
 
 
 @dataclass(frozen=True)
@@ -65,17 +72,19 @@ def specs_for_split(split: str) -> dict[str, list[SceneSpec]]:
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     keep = {"train": lambda s: not is_heldout(s), "heldout": is_heldout, "all": lambda s: True}[split]
-    groups: dict[str, list[SceneSpec]] = {k: [] for k in KIND_WEIGHTS}
+    groups: dict[str, list[SceneSpec]] = {k: [] for k in KINDS}
     for spec in all_specs():
         if keep(spec):
             groups[spec.kind].append(spec)
     return groups
 
 
-def sample_scenes(n: int, rng: np.random.Generator, split: str = "train") -> list[SceneSpec]:
+def sample_scenes(n: int, rng: np.random.Generator, split: str = "train",
+                  kind_weights: tuple[float, ...] = DatasetConfig.kind_weights) -> list[SceneSpec]:
     groups = specs_for_split(split)
-    kinds = [k for k in KIND_WEIGHTS if groups[k]]
-    p = np.array([KIND_WEIGHTS[k] for k in kinds])
+    weights = dict(zip(KINDS, kind_weights, strict=True))
+    kinds = [k for k in KINDS if groups[k] and weights[k] > 0]
+    p = np.array([weights[k] for k in kinds])
     chosen = rng.choice(len(kinds), size=n, p=p / p.sum())
     return [groups[kinds[k]][rng.integers(len(groups[kinds[k]]))] for k in chosen]
 
@@ -96,7 +105,7 @@ def _to_uint8(images: Tensor) -> np.ndarray:
 def build_shard(cfg: DatasetConfig, index: int, n: int) -> dict[str, np.ndarray]:
     """Scenes and renders of shard ``index`` (n scenes), a function of (cfg.seed, index) only."""
     rng = np.random.default_rng([cfg.seed, index])
-    specs = sample_scenes(n, rng, cfg.split)
+    specs = sample_scenes(n, rng, cfg.split, cfg.kind_weights)
     views = sample_views(n, rng, cfg)
     out: dict[str, np.ndarray] = {"captions": np.array([s.caption for s in specs])}
     eyes = []
@@ -128,6 +137,7 @@ def _meta(cfg: DatasetConfig, shards: list[str]) -> dict:
     meta = {"format": FORMAT, **asdict(cfg), "shards": shards, "distance": DEFAULT_DISTANCE,
             "fov": DEFAULT_FOV_DEG}
     meta["elevation_range"] = list(cfg.elevation_range)
+    meta["kind_weights"] = list(cfg.kind_weights)
     return meta
 
 

@@ -17,7 +17,7 @@ import re
 import zlib
 from dataclasses import dataclass
 
-from distill3d.core.errors import UserError
+from distill3d.core.errors import UserError, shorten
 
 SHAPES: tuple[str, ...] = ("sphere", "cube", "cone", "cylinder", "torus", "face")
 COLORS: dict[str, tuple[float, float, float]] = {
@@ -86,8 +86,9 @@ class SceneSpec:
 
 def _words_error(text: str, detail: str) -> UserError:
     return UserError(
-        f"caption {text!r} is outside the toy world's grammar ({detail}); it reads 'a <colour> <shape>' "
-        f"optionally followed by 'on top of' or 'next to' and another 'a <colour> <shape>'; "
+        f"caption {shorten(text)!r} is outside the toy world's grammar ({shorten(detail)}); "
+        f"it reads 'a <colour> <shape>' optionally followed by 'on top of' or 'next to' and another "
+        f"'a <colour> <shape>'; "
         f"colours: {', '.join(COLOR_NAMES)}; shapes: {', '.join(SHAPES)}"
     )
 

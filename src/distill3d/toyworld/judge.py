@@ -81,15 +81,16 @@ class JudgeNet(nn.Module):
 @dataclass(frozen=True)
 class JudgeResult:
     """What the judge sees in one image. ``objects`` are in canonical slot order (empty when nothing is
-    recognisable); ``confidence`` is the probability of the reported layout (when not recognisable:
-    the probability of "nothing", which can be low when the judge abstains for lack of confidence), ``object_confidence`` min(shape, colour) probability per object, and
-    ``front_confidence`` the probability that the front is visible."""
+    recognisable); ``confidence`` is the probability of the reported layout, None when nothing is
+    recognisable (the judge then reports no confidence: it may abstain for lack of it), ``object_confidence``
+    min(shape, colour) probability per object, and ``front_confidence`` the probability that the front is
+    visible."""
 
     recognisable: bool
     objects: tuple[ObjectSpec, ...]
     relation: str | None
     front_visible: bool
-    confidence: float
+    confidence: float | None
     object_confidence: tuple[float, ...]
     front_confidence: float
 
@@ -188,6 +189,14 @@ class Judge:
         return JudgeLogits(logits.layout.softmax(-1), logits.shape.softmax(-1), logits.color.softmax(-1),
                            logits.front.sigmoid())
 
+    @torch.no_grad()
+    def features(self, images: Tensor, batch: int = 512) -> Tensor:
+        """The penultimate (hidden-layer) activations [B, hidden] of images [B, 3, H, W] in [0, 1]: the
+        embedding a Fréchet distance between image sets is computed on."""
+        out = [self.net.hidden(self.net.features(to_judge_size(images[i : i + batch].float().cpu().clamp(0, 1))
+                                                 * 2.0 - 1.0)) for i in range(0, images.shape[0], batch)]
+        return torch.cat(out) if out else torch.zeros(0, self.config.hidden)
+
     def __call__(self, images: Tensor, batch: int = 512) -> list[JudgeResult]:
         """images [B, 3, H, W] in [0, 1] (white background; larger than 32 px is area-resized)."""
         results: list[JudgeResult] = []
@@ -200,7 +209,7 @@ class Judge:
         conf, layout_id = p.layout[k].max(dim=0)
         layout = LAYOUTS[int(layout_id)]
         if layout == "nothing" or float(conf) < self.config.min_confidence:
-            return JudgeResult(False, (), None, False, float(p.layout[k, 0]), (), float(p.front[k]))
+            return JudgeResult(False, (), None, False, None, (), float(p.front[k]))
         n = 1 if layout == "single" else 2
         sp, si = p.shape[k, :n].max(dim=-1)
         cp, ci = p.color[k, :n].max(dim=-1)

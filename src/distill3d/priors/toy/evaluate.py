@@ -1,8 +1,10 @@
 """Held-out measurements of the toy prior: does each condition carry information, does the image
-branch reconstruct its image, and does text still steer when an image is given?"""
+branch reconstruct its image, does text still steer when an image is given, and do judged samples of
+held-out captions show what the caption says?"""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -11,7 +13,10 @@ import torch
 from torch import Tensor
 
 from distill3d.priors.base import alphas_cumprod_cosine
+from distill3d.priors.sampling import sample
 from distill3d.priors.toy.model import ModelConditions, ToyUNet
+from distill3d.toyworld.grammar import HELDOUT_SINGLES, all_specs, is_heldout, parse_caption
+from distill3d.toyworld.judge import match
 
 
 class _Data(Protocol):
@@ -61,7 +66,7 @@ def evaluate(model: ToyUNet, data: _Data, indices: Sequence[int], image_view: st
         rows = torch.arange(b, device=dev) if with_image else torch.zeros(0, dtype=torch.long, device=dev)
         cond = ModelConditions(text, mask, torch.zeros(b, 2, device=dev), torch.zeros(b, dtype=torch.bool,
                                device=dev), image[rows], rows, torch.ones(len(rows), device=dev))
-        return model(z, torch.full((b,), step, device=dev), cond)
+        return model.eps(z, torch.full((b,), step, device=dev), cond, ac)
 
     empty = [""] * b
     mse = lambda e: float((e - noise).pow(2).mean())
@@ -75,3 +80,65 @@ def evaluate(model: ToyUNet, data: _Data, indices: Sequence[int], image_view: st
     model.train(was_training)
     return EvalResult(t, mse(eps(empty, False, t)), mse(e_text), mse(eps(empty, True, t)), mse(e_text_img),
                       t_rec, rec, steer)
+
+
+KINDS = ("single", "on top of", "next to", "face")
+
+
+def heldout_captions(per_kind: int) -> dict[str, list[str]]:
+    """Up to ``per_kind`` held-out captions of each kind (``toyworld.grammar.is_heldout``: never trained
+    on), pairs in a stable pseudo-random order so that a prefix is a fair sample."""
+    pairs = sorted((s for s in all_specs() if s.relation is not None and is_heldout(s)),
+                   key=lambda s: zlib.crc32(s.caption.encode()))
+    caps = {"single": [c for c in HELDOUT_SINGLES if "face" not in c][:per_kind],
+            "face": [c for c in HELDOUT_SINGLES if "face" in c][:per_kind]}
+    for rel in ("on top of", "next to"):
+        caps[rel] = [s.caption for s in pairs if s.relation == rel][:per_kind]
+    return {k: caps[k] for k in KINDS}
+
+
+def judged_matches(judge, images: Tensor, caption: str) -> list[bool]:
+    """Per image: does the judge see exactly the caption's objects (shape + colour) and relation?"""
+    spec = parse_caption(caption)
+    return [m.objects_ok and m.relation_ok for m in (match(r, spec) for r in judge(images.cpu()))]
+
+
+@torch.no_grad()
+def judged_samples(prior, judge, captions: dict[str, list[str]], samples: int, cfg: float = 5.0,
+                   steps: int = 25, seed: int = 0) -> dict[str, list[tuple[str, Tensor, list[bool]]]]:
+    """``samples`` DDIM samples per kind, spread evenly over that kind's captions, each judged:
+    kind -> [(caption, images [n, 3, S, S], matches)]."""
+    out: dict[str, list[tuple[str, Tensor, list[bool]]]] = {}
+    for kind, caps in captions.items():
+        out[kind] = []
+        for i, caption in enumerate(caps):
+            n = samples // len(caps) + (1 if i < samples % len(caps) else 0)
+            if n == 0:
+                continue
+            imgs = sample(prior, caption, n=n, cfg=cfg, steps=steps, seed=seed + zlib.crc32(caption.encode()))
+            out[kind].append((caption, imgs.cpu(), judged_matches(judge, imgs, caption)))
+    return out
+
+
+def judged_accuracy(model: ToyUNet, judge, per_kind: int, samples_per_caption: int, cfg: float = 5.0,
+                    steps: int = 25) -> dict[str, float]:
+    """Share of judged-correct DDIM samples per kind on held-out captions (training's progress figure)."""
+    from distill3d.priors.toy.prior import ToyPrior
+
+    was_training = model.training
+    prior = ToyPrior(model)
+    caps = heldout_captions(per_kind)
+    result = judged_samples(prior, judge, caps, per_kind * samples_per_caption, cfg, steps)
+    model.train(was_training)
+    return {k: sum(sum(m) for _, _, m in rows) / max(1, sum(len(m) for _, _, m in rows))
+            for k, rows in result.items()}
+
+
+def wilson_interval(hits: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial proportion (Wilson 1927), (0, 1) when n = 0."""
+    if n == 0:
+        return 0.0, 1.0
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from distill3d.priors.toy.attention import Attention, attend
-from distill3d.priors.toy.text import TextEncoder, Tokenizer
+from distill3d.priors.toy.text import ObjectEncoder, SceneTokenizer, TextEncoder, Tokenizer
+from distill3d.toyworld.grammar import COLOR_NAMES, RELATIONS, SHAPES, VIEWS
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,26 @@ class ToyUNetConfig:
     image_dim: int = 128  # width of the image tokens
     image_grid: int = 4  # image tokens form an image_grid x image_grid grid
     groups: int = 8  # GroupNorm groups
+    #: "objects": one token per parsed object + relation + view (``ObjectEncoder``); "words": word tokens
+    #: through a small transformer (``TextEncoder``, the first shipped prior's encoder).
+    text_encoder: str = "objects"
+    #: What the network outputs: "eps" (ε) or "v" (v = √ᾱ ε − √(1−ᾱ) x0, Salimans & Ho 2022); the prior
+    #: always answers ε̂, converted from v̂ where needed.
+    prediction: str = "eps"
+
+    def __post_init__(self) -> None:
+        if self.text_encoder not in ("objects", "words"):
+            raise ValueError(f"text_encoder must be 'objects' or 'words', got {self.text_encoder!r}")
+        if self.prediction not in ("eps", "v"):
+            raise ValueError(f"prediction must be 'eps' or 'v', got {self.prediction!r}")
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @staticmethod
     def from_json(d: dict) -> ToyUNetConfig:
+        # configs written before these fields existed are the first shipped prior's: word tokens, ε
+        d = {"text_encoder": "words", "prediction": "eps", **d}
         return ToyUNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
@@ -177,14 +192,22 @@ class Level(nn.Module):
 
 
 class ToyUNet(nn.Module):
-    """ε-prediction UNet. ``forward(x [B,3,S,S] in [-1,1] noised, t [B], ModelConditions) -> ε̂ [B,3,S,S]``."""
+    """The toy UNet. ``forward(z_t [B,3,S,S], t [B], ModelConditions)`` -> the raw output [B,3,S,S]: ε̂ or v̂
+    by ``config.prediction``; ``eps`` turns it into ε̂ (what every caller outside training wants)."""
 
     def __init__(self, cfg: ToyUNetConfig) -> None:
         super().__init__()
         self.config = cfg
-        self.tokenizer = Tokenizer(cfg.vocabulary, cfg.max_text_len)
-        self.text_encoder = TextEncoder(len(self.tokenizer), cfg.max_text_len, cfg.text_dim, cfg.text_layers,
-                                        cfg.heads)
+        self.tokenizer: Tokenizer | SceneTokenizer
+        self.text_encoder: TextEncoder | ObjectEncoder
+        if cfg.text_encoder == "words":
+            self.tokenizer = Tokenizer(cfg.vocabulary, cfg.max_text_len)
+            self.text_encoder = TextEncoder(len(self.tokenizer), cfg.max_text_len, cfg.text_dim,
+                                            cfg.text_layers, cfg.heads)
+        else:
+            self.tokenizer = SceneTokenizer()
+            self.text_encoder = ObjectEncoder(len(COLOR_NAMES), len(SHAPES), len(RELATIONS), len(VIEWS),
+                                              cfg.text_dim)
         self.image_encoder = ImageEncoder(cfg)
         e, g, ch = cfg.emb_dim, cfg.groups, cfg.channels
         self.time_mlp = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e))
@@ -219,6 +242,15 @@ class ToyUNet(nn.Module):
     def encode_text(self, texts: list[str]) -> tuple[Tensor, Tensor]:
         """Captions -> tokens [B, L, text_dim] and mask [B, L]."""
         return self.text_encoder(self.tokenizer(texts).to(self.conv_in.weight.device))
+
+    def eps(self, z_t: Tensor, t: Tensor, cond: ModelConditions, alphas_cumprod: Tensor) -> Tensor:
+        """ε̂ [B,3,S,S] whatever the network predicts: for v, ε̂ = √ᾱ_t v̂ + √(1−ᾱ_t) z_t (Salimans & Ho
+        2022, from v = √ᾱ ε − √(1−ᾱ) x0 and z_t = √ᾱ x0 + √(1−ᾱ) ε)."""
+        out = self(z_t, t, cond)
+        if self.config.prediction == "eps":
+            return out
+        a = alphas_cumprod[t].to(out.dtype)[:, None, None, None]
+        return a.sqrt() * out + (1 - a).sqrt() * z_t
 
     def adapter_layers(self) -> dict[str, ImageKV]:
         """Every adapter layer (image K/V projections) by name, e.g. ``"up.1.attn.ip"``, in forward order."""

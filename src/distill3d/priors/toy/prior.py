@@ -20,7 +20,12 @@ from distill3d.core.io import atomic_path, write_json_atomic
 from distill3d.priors.base import Condition, alphas_cumprod_cosine
 from distill3d.priors.toy.model import ModelConditions, ToyUNet, ToyUNetConfig
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "toy_prior.safetensors"
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "toy_prior.safetensors"
+#: The shipped toy priors by name: "toy", the default (object tokens, the second prior), and
+#: "toy-words", the first shipped prior (word tokens, colours often bound to the wrong object), kept so
+#: that a benchmark can ask whether a method's advantage depends on a prior that mixes attributes.
+SHIPPED = {"toy": DEFAULT_WEIGHTS, "toy-words": WEIGHTS_DIR / "toy_words.safetensors"}
 NUM_TIMESTEPS = 1000
 
 
@@ -75,8 +80,11 @@ class ToyPrior(nn.Module):
 
     @staticmethod
     def load(path: str | Path | None = None, device: str | torch.device = "cpu") -> ToyPrior:
-        """The shipped prior (``DEFAULT_WEIGHTS``) or the weights at ``path``."""
-        return ToyPrior(load_model(DEFAULT_WEIGHTS if path is None else path)).to(device)
+        """The shipped prior (``DEFAULT_WEIGHTS``), a shipped one by name (``SHIPPED``) or the weights at
+        ``path``."""
+        if path is None or str(path) in SHIPPED:
+            path = SHIPPED["toy" if path is None else str(path)]
+        return ToyPrior(load_model(path)).to(device)
 
     def save(self, path: str | Path, half: bool = True) -> None:
         save_model(self.model, path, half)
@@ -141,8 +149,8 @@ class ToyPrior(nn.Module):
         if any(c.control is not None and c.control_scale != 0 for c in conditions):
             raise UserError("a condition carries a control map but the toy prior has no ControlNet: "
                             "use --prior sd with --controlnet")
-        return self.model(z_t, t.to(self.device).long().reshape(-1).expand(z_t.shape[0]),
-                          self.conditions(conditions))
+        return self.model.eps(z_t, t.to(self.device).long().reshape(-1).expand(z_t.shape[0]),
+                              self.conditions(conditions), self._alphas_cumprod)
 
     def adapter_layer(self, name: str | None = None) -> nn.Module:
         """The module holding ``to_k_ip``/``to_v_ip`` of one transformer block; default: the last up

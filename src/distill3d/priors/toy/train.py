@@ -2,23 +2,34 @@
 
 Each step draws scenes, picks one of their two views to denoise, and drops each condition
 independently (classifier-free dropout): text with ``p_drop_text``, the image with ``p_drop_image``,
-the camera with ``p_drop_camera``. With the defaults 30% of rows are "image only", 30% "image + text",
-20% text only and 20% nothing, so the image branch gets a real share of the signal. The image condition is the view being
-denoised (``image_view="same"``) or the scene's other view (``"other"``). A fraction of captions get
-the view suffix (", front view", ...) of the denoised camera, named by threestudio's rule.
+the camera with ``p_drop_camera``. With the defaults (0.3, 0.5, 0.3) 35% of rows are "text only", 35%
+"text + image", 15% "image only" and 15% neither, so text gets most of the signal (a row that sees its
+own view as the image condition barely needs the text) while the image branch still learns the
+reconstruction AnchorDS relies on. The image condition is the view being denoised
+(``image_view="same"``) or the scene's other view (``"other"``). A fraction of captions get the view
+suffix (", front view", ...) of the denoised camera, named by threestudio's rule.
 
-Loss: ε-MSE at uniform t (DDPM's L_simple). AdamW with linear warm-up then a constant rate, gradient
-clipping, an EMA of the weights. Everything random comes from one ``torch.Generator`` whose state is
-checkpointed, so ``resume`` continues bit-identically (same thread count).
+Loss (``loss_weighting``): the network's target (ε, or v for a v-prediction model) under
+- ``"uniform"``: DDPM's L_simple, ``‖ε − ε̂‖²`` at uniform t (Ho et al. 2020, Eq. 14);
+- ``"min-snr"``: min-SNR-γ weighting (Hang et al. 2023, Eq. 11), w(t) = min(SNR(t), γ) / SNR(t) for ε
+  (/ (SNR(t) + 1) for v), which stops the nearly clean timesteps from dominating the gradient.
+AdamW with linear warm-up, then a constant rate or a cosine decay to ``lr · lr_final`` at ``steps``,
+gradient clipping, an EMA of the weights. Everything random comes from one ``torch.Generator`` whose
+state is checkpointed, so ``resume`` continues bit-identically (same thread count).
+
+At each checkpoint the EMA model is measured on held-out scenes (ε-MSE, L_rec) and, when a judge is
+given, by judged DDIM samples of held-out captions (``judged_accuracy``); the figures go to the progress
+bar and one JSON line per evaluation to ``out/log.jsonl`` (step, wall minutes, loss, accuracies).
 
 Checkpoint (``out/checkpoint.safetensors`` + ``out/checkpoint.json``): model, EMA and AdamW tensors and
-the generator state in safetensors; the step, configs and AdamW hyper-parameters in JSON. Nothing is
-unpickled on resume.
+the generator state in safetensors; the step, configs, elapsed wall time and AdamW hyper-parameters in
+JSON. Nothing is unpickled on resume.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,12 +43,18 @@ from distill3d.core.cameras import view_direction
 from distill3d.core.errors import UserError
 from distill3d.core.io import atomic_path, write_json_atomic
 from distill3d.priors.base import alphas_cumprod_cosine
-from distill3d.priors.toy.evaluate import EvalResult, evaluate
+from distill3d.priors.toy.evaluate import EvalResult, evaluate, judged_accuracy
 from distill3d.priors.toy.model import ModelConditions, ToyUNet, ToyUNetConfig
 from distill3d.priors.toy.prior import save_model
 
 CHECKPOINT = "checkpoint.safetensors"
 CHECKPOINT_META = "checkpoint.json"
+
+
+class JudgeLike(Protocol):
+    """What training reads from ``distill3d.toyworld.judge.Judge``: images -> one result each."""
+
+    def __call__(self, images: Tensor) -> list: ...
 
 
 class ToyDataLike(Protocol):
@@ -49,28 +66,47 @@ class ToyDataLike(Protocol):
     cameras: Tensor  # [N, 2, 2] float: (azimuth, elevation) degrees of view 1 and view 2
 
 
+LOSS_WEIGHTINGS = ("uniform", "min-snr")
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 20_000
     batch: int = 32
     lr: float = 1e-3
-    warmup: int = 100  # steps of linear learning-rate warm-up
+    warmup: int = 200  # steps of linear learning-rate warm-up
+    lr_schedule: str = "cosine"  # after warm-up: "constant", or "cosine" decay to lr · lr_final at `steps`
+    lr_final: float = 0.05
+    loss_weighting: str = "min-snr"  # "uniform" (L_simple) or "min-snr" (min-SNR-γ)
+    snr_gamma: float = 5.0  # γ of min-SNR-γ (the paper's choice)
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     ema_decay: float = 0.999
-    p_drop_text: float = 0.5
-    p_drop_image: float = 0.4
+    p_drop_text: float = 0.3
+    p_drop_image: float = 0.5
     p_drop_camera: float = 0.3
     p_view_suffix: float = 0.3  # share of captions with the denoised view's ", <name> view"
     image_view: str = "same"  # "same": the image condition is the denoised view; "other": the other view
     seed: int = 0
-    holdout: int = 64  # the last scenes, never trained on, for the evaluation at each checkpoint
-    checkpoint_minutes: float = 5.0
+    holdout: int = 64  # the last scenes, never trained on, for the ε-MSE evaluation at each checkpoint
+    eval_captions: int = 4  # held-out captions per caption kind judged at each checkpoint (0: no judging)
+    eval_samples: int = 4  # DDIM samples per caption at each checkpoint
+    checkpoint_minutes: float = 10.0
     max_minutes: float | None = None  # stop (with a checkpoint) after this much wall time
 
     def __post_init__(self) -> None:
         if self.image_view not in ("same", "other"):
             raise UserError(f"image_view must be 'same' or 'other', got {self.image_view!r}")
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise UserError(f"loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}, got {self.loss_weighting!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UserError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        for name in ("p_drop_text", "p_drop_image", "p_drop_camera", "p_view_suffix", "lr_final"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.steps < 1 or self.batch < 1 or self.warmup < 1 or not self.lr > 0 or not self.snr_gamma > 0:
+            raise UserError("steps, batch and warmup must be >= 1 and lr, snr_gamma > 0")
 
 
 @dataclass
@@ -80,6 +116,7 @@ class TrainState:
     optimizer: torch.optim.AdamW
     generator: torch.Generator
     step: int = 0
+    minutes: float = 0.0  # wall time spent training up to ``step``, over every resumed phase
 
 
 @dataclass(frozen=True)
@@ -121,8 +158,18 @@ def draw_batch(data: ToyDataLike, n_train: int, cfg: TrainConfig, g: torch.Gener
     return Batch(2.0 * x - 1.0, captions, cond[rows], rows, camera, keep_camera)
 
 
-def loss_on_batch(model: ToyUNet, batch: Batch, alphas_cumprod: Tensor, g: torch.Generator) -> Tensor:
-    """L_simple = ||ε − ε̂(√ᾱ_t x0 + √(1−ᾱ_t) ε; t, c)||² (DDPM Eq. 14)."""
+def loss_weight(snr: Tensor, cfg: TrainConfig, prediction: str) -> Tensor:
+    """w(t) per row: 1 for "uniform"; min-SNR-γ (Hang et al. 2023, Eq. 11): min(SNR, γ)/SNR for an
+    ε target, min(SNR, γ)/(SNR + 1) for a v target (the same weight expressed on x0 for both)."""
+    if cfg.loss_weighting == "uniform":
+        return torch.ones_like(snr)
+    return snr.clamp_max(cfg.snr_gamma) / (snr if prediction == "eps" else snr + 1.0)
+
+
+def loss_on_batch(model: ToyUNet, batch: Batch, alphas_cumprod: Tensor, g: torch.Generator,
+                  cfg: TrainConfig = TrainConfig()) -> Tensor:
+    """E_t[w(t) ‖target − f(√ᾱ_t x0 + √(1−ᾱ_t) ε; t, c)‖²], target ε (DDPM Eq. 14) or
+    v = √ᾱ_t ε − √(1−ᾱ_t) x0 (Salimans & Ho 2022) by the model's ``prediction``."""
     dev = alphas_cumprod.device
     b = batch.x0.shape[0]
     t = torch.randint(len(alphas_cumprod), (b,), generator=g)
@@ -134,7 +181,10 @@ def loss_on_batch(model: ToyUNet, batch: Batch, alphas_cumprod: Tensor, g: torch
     cond = ModelConditions(text, mask, batch.camera.to(dev), batch.camera_mask.to(dev),
                            batch.cond_image.to(dev), batch.image_rows.to(dev),
                            torch.ones(len(batch.image_rows), device=dev))
-    return (model(z_t, t, cond) - noise).pow(2).mean()
+    pred = model.config.prediction
+    target = noise if pred == "eps" else a.sqrt() * noise - (1 - a).sqrt() * x0
+    w = loss_weight(a / (1 - a), cfg, pred).reshape(b)
+    return (w * (model(z_t, t, cond) - target).pow(2).mean(dim=(1, 2, 3))).mean()
 
 
 def new_state(model_cfg: ToyUNetConfig, cfg: TrainConfig, device: torch.device) -> TrainState:
@@ -147,7 +197,11 @@ def new_state(model_cfg: ToyUNetConfig, cfg: TrainConfig, device: torch.device) 
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
-    return cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+    """Linear warm-up over ``warmup`` steps, then constant or a cosine decay to ``lr · lr_final``."""
+    if step < cfg.warmup or cfg.lr_schedule == "constant":
+        return cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 @torch.no_grad()
@@ -171,7 +225,7 @@ def save_checkpoint(state: TrainState, out: Path, cfg: TrainConfig) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     with atomic_path(out / CHECKPOINT) as tmp:
         save_file(tensors, str(tmp))
-    write_json_atomic(out / CHECKPOINT_META, {"step": state.step, "train": asdict(cfg),
+    write_json_atomic(out / CHECKPOINT_META, {"step": state.step, "minutes": state.minutes, "train": asdict(cfg),
                                               "model": state.model.config.to_json(),
                                               "param_groups": opt["param_groups"]})
 
@@ -197,6 +251,7 @@ def load_checkpoint(out: Path, cfg: TrainConfig, device: torch.device) -> TrainS
     state.optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
     state.generator.set_state(tensors["generator"])
     state.step = meta["step"]
+    state.minutes = float(meta.get("minutes", 0.0))
     return state
 
 
@@ -208,8 +263,11 @@ def export_ema(out: str | Path, path: str | Path) -> None:
 
 def train(data: ToyDataLike, model_cfg: ToyUNetConfig, cfg: TrainConfig, out: str | Path, resume: bool = False,
           device: str | torch.device = "cpu", progress: bool = True,
-          log: Callable[[str], None] = print) -> TrainState:
-    """Train (or resume) until ``cfg.steps``; checkpoint every ``cfg.checkpoint_minutes`` and at the end."""
+          log: Callable[[str], None] = print, judge: JudgeLike | None = None,
+          stop_at: int | None = None) -> TrainState:
+    """Train (or resume) until ``cfg.steps``; checkpoint and evaluate every ``cfg.checkpoint_minutes``
+    and at the end (judged held-out accuracy too when ``judge`` is given). ``stop_at`` stops earlier,
+    with a checkpoint, without changing the schedule (which ``cfg.steps`` sets), as an interruption would."""
     from tqdm import tqdm
 
     out, device = Path(out), torch.device(device)
@@ -220,13 +278,15 @@ def train(data: ToyDataLike, model_cfg: ToyUNetConfig, cfg: TrainConfig, out: st
         raise UserError(f"the dataset has {n} scenes; at least {cfg.holdout + 1} are needed")
     state = load_checkpoint(out, cfg, device) if resume else new_state(model_cfg, cfg, device)
     alphas_cumprod = alphas_cumprod_cosine().to(device)
-    start, last_ckpt, images_seen, loss_avg = time.time(), time.time(), 0, None
+    start, last_ckpt, minutes0, images_seen, loss_avg = time.time(), time.time(), state.minutes, 0, None
     bar = tqdm(total=cfg.steps, initial=state.step, disable=not progress, mininterval=10, dynamic_ncols=True)
-    while state.step < cfg.steps:
+    postfix: dict[str, str] = {}
+    end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+    while state.step < end:
         for group in state.optimizer.param_groups:
             group["lr"] = learning_rate(cfg, state.step)
         batch = draw_batch(data, n_train, cfg, state.generator)
-        loss = loss_on_batch(state.model, batch, alphas_cumprod, state.generator)
+        loss = loss_on_batch(state.model, batch, alphas_cumprod, state.generator, cfg)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
@@ -234,15 +294,29 @@ def train(data: ToyDataLike, model_cfg: ToyUNetConfig, cfg: TrainConfig, out: st
         update_ema(state.ema, state.model, cfg.ema_decay, state.step)
         state.step += 1
         images_seen += cfg.batch
+        state.minutes = minutes0 + (time.time() - start) / 60
         loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_avg:.4f}", img_s=f"{images_seen / (time.time() - start):.1f}", refresh=False)
+        postfix |= {"loss": f"{loss_avg:.4f}", "img/s": f"{images_seen / (time.time() - start):.1f}"}
+        bar.set_postfix(postfix, refresh=False)
         out_of_time = cfg.max_minutes is not None and time.time() - start > 60 * cfg.max_minutes
-        if time.time() - last_ckpt > 60 * cfg.checkpoint_minutes or state.step == cfg.steps or out_of_time:
+        if time.time() - last_ckpt > 60 * cfg.checkpoint_minutes or state.step == end or out_of_time:
             save_checkpoint(state, out, cfg)
-            last_ckpt = time.time()
+            record: dict = {"step": state.step, "minutes": round(state.minutes, 2), "loss": loss_avg,
+                            "lr": learning_rate(cfg, state.step - 1)}
             if cfg.holdout > 0:
-                log(f"step {state.step}: {evaluate(state.ema, data, range(n_train, n), cfg.image_view)}")
+                result = evaluate(state.ema, data, range(n_train, n), cfg.image_view)
+                record |= {"eval": asdict(result)}
+                log(f"step {state.step}: {result}")
+            if judge is not None and cfg.eval_captions > 0:
+                acc = judged_accuracy(state.ema, judge, cfg.eval_captions, cfg.eval_samples)
+                record |= {"judged": acc}
+                postfix |= {k.replace(" ", "_"): f"{v:.0%}" for k, v in acc.items()}
+                log(f"step {state.step} ({state.minutes:.1f} min): judged held-out "
+                    + ", ".join(f"{k} {v:.0%}" for k, v in acc.items()))
+            with open(out / "log.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            last_ckpt = time.time()
             if out_of_time:
                 log(f"stopped after {cfg.max_minutes} minutes at step {state.step}; --resume continues")
                 break

@@ -1,0 +1,98 @@
+"""The registry of guidance methods: the one list ``generate``, ``edit``, ``distill3d methods``, the presets,
+the benchmarks and the end-to-end tests read. Each entry names its class, its config dataclass (whose
+fields are ``--set`` keys), its kind and the config fields where its preset differs from the defaults.
+
+Kinds: "generate" methods distill a prompt into a new asset; "edit" methods change a frozen source asset
+toward a target prompt (they read ``GuidanceInput.source_latents`` and ``source_prompt``). A name is unique
+within its kind ("uds" is both: one gradient for generation and editing). Adding a method is its file plus
+one line here.
+
+VSD is not here: it trains a LoRA copy of the prior's denoiser on the renders, which the Prior protocol
+(one frozen denoiser plus one image-adapter layer) does not expose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from distill3d.core.errors import UserError
+from distill3d.guidance.anchords import AnchorDS, AnchorDSConfig, FinetuneConfig
+from distill3d.guidance.base import GuidanceMethod
+from distill3d.guidance.csd import CSD, CSDConfig
+from distill3d.guidance.dds import DDS, DDSConfig
+from distill3d.guidance.isd import ISD, ISDConfig
+from distill3d.guidance.ism import ISM, ISMConfig
+from distill3d.guidance.nfsd import NFSD, NFSDConfig
+from distill3d.guidance.pds import PDS, PDSConfig
+from distill3d.guidance.sds import SDS, SDSConfig
+from distill3d.guidance.sds_bridge import SDSBridge, SDSBridgeConfig
+from distill3d.guidance.uds import UDS, UDSConfig, UDSEdit, UDSEditConfig
+
+MethodKind = Literal["generate", "edit"]
+KINDS: tuple[MethodKind, ...] = ("generate", "edit")
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    name: str
+    kind: MethodKind
+    cls: type[GuidanceMethod]
+    config_type: type  # a frozen dataclass; cls(config) builds the method
+    description: str  # one line, for ``distill3d methods``
+    preset: dict[str, Any] = field(default_factory=dict)  # config fields that differ from the defaults
+
+    def config(self, **overrides: Any) -> Any:
+        """The preset config with ``overrides`` (typed field values) applied."""
+        return replace(self.config_type(**self.preset), **overrides)
+
+    def build(self, **overrides: Any) -> GuidanceMethod:
+        return self.cls(self.config(**overrides))
+
+
+METHODS: tuple[MethodEntry, ...] = (
+    MethodEntry("sds", "generate", SDS, SDSConfig,
+                "SDS (DreamFusion): w(t)(ε̂_cfg(z_t;y) − ε), CFG 100, view-dependent prompts (Perp-Neg: --set perp_neg=true)"),
+    MethodEntry("anchords", "generate", AnchorDS, AnchorDSConfig,
+                "AnchorDS (Eq. 11): w(t)(ε̂(z_t;y) − ε̂(z_t;∅,I)), source anchored on the render"),
+    MethodEntry("anchords-filter", "generate", AnchorDS, AnchorDSConfig,
+                "AnchorDS + filter (Eq. 14): drop views whose L_rec ≥ 0.03", {"filter_threshold": 0.03}),
+    MethodEntry("anchords-finetune", "generate", AnchorDS, AnchorDSConfig,
+                "AnchorDS + fine-tune: train one image-adapter layer on L_rec, lr 1e-4", {"finetune": FinetuneConfig()}),
+    MethodEntry("isd", "generate", ISD, ISDConfig,
+                "ISD (ModeDreamer Eq. 7+9): ε̂_IP,cfg(y,x_ref) − ε̂_cfg(y), plus a camera-conditioned SDS regulariser"),
+    MethodEntry("uds", "generate", UDS, UDSConfig,
+                "UDS (Eq. 16): Δx̂0 of unconditional predictions at t and t−c + 7.5·δ_cls"),
+    MethodEntry("sds-bridge", "generate", SDSBridge, SDSBridgeConfig,
+                "SDS-Bridge: ε̂_cfg(z_t;y) − ε̂_cfg(z_t;y_src), handcrafted failure prompt as source"),
+    MethodEntry("csd", "generate", CSD, CSDConfig, "CSD: classifier term only, w(t)·s·(ε̂(z_t;y) − ε̂(z_t;∅))"),
+    MethodEntry("nfsd", "generate", NFSD, NFSDConfig, "NFSD: δ_D + 7.5·δ_cls, δ_D with a negative prompt above t = 200"),
+    MethodEntry("ism", "generate", ISM, ISMConfig, "ISM (LucidDreamer): DDIM-inverted z_s, z_t; ε̂_cfg(z_t;y) − ε̂(z_s;∅)"),
+    MethodEntry("uds", "edit", UDSEdit, UDSEditConfig,
+                "UDS editing (Eq. 14): x̂0^tgt − x̂0^src + 7.5(δ_cls^tgt − δ_cls^src); DDIM x̂0: --set x0_steps=4"),
+    MethodEntry("dds", "edit", DDS, DDSConfig, "DDS: ε̂_cfg(z_t^tgt;y_tgt) − ε̂_cfg(z_t^src;y_src), CFG 100"),
+    MethodEntry("pds", "edit", PDS, PDSConfig,
+                "PDS: z_t(x0^tgt;y_tgt) − z_t(x0^src;y_src), DDPM-posterior stochastic latents, CFG 100"),
+)
+
+
+def methods_of(kind: MethodKind) -> dict[str, MethodEntry]:
+    """The entries of one kind by name, in registry order."""
+    return {e.name: e for e in METHODS if e.kind == kind}
+
+
+GENERATE_METHODS: dict[str, MethodEntry] = methods_of("generate")
+EDIT_METHODS: dict[str, MethodEntry] = methods_of("edit")
+
+
+def find_method(name: str, kind: MethodKind) -> MethodEntry:
+    entries = methods_of(kind)
+    if name not in entries:
+        other = [k for k in KINDS if k != kind and name in methods_of(k)]
+        hint = f" ({name!r} is a{'n' if other[0][0] in 'aeiou' else ''} {other[0]} method)" if other else ""
+        raise UserError(f"unknown {kind} method {name!r}{hint}; choose one of {', '.join(entries)}")
+    return entries[name]
+
+
+__all__ = ["EDIT_METHODS", "GENERATE_METHODS", "KINDS", "METHODS", "MethodEntry", "MethodKind", "find_method",
+           "methods_of"]
