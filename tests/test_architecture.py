@@ -16,9 +16,11 @@ ALLOWED: dict[str, set[str]] = {
     "scene": {"core"},
     "export": {"core", "scene"},
     "guidance": {"core", "priors"},
-    "pipeline": {"core", "toyworld", "priors", "scene", "export", "guidance"},
+    "evaluation": {"core", "toyworld", "scene"},
+    "pipeline": {"core", "toyworld", "priors", "scene", "export", "guidance", "evaluation"},
+    "bench": {"core", "toyworld", "priors", "scene", "export", "guidance", "evaluation", "pipeline"},
     "viewer": {"core", "scene", "export", "pipeline"},
-    "cli": {"core", "toyworld", "priors", "scene", "export", "guidance", "pipeline", "viewer"},
+    "cli": {"core", "toyworld", "priors", "scene", "export", "guidance", "evaluation", "pipeline", "bench", "viewer"},
 }
 
 

@@ -42,6 +42,7 @@ def _click_error(capsys, option: str) -> str:
     ("lr_colors=-0.1", "lr_colors must be non-negative"),
     ("guidance_scale=-5", "--set guidance_scale=-5: must not be negative"),
     ("guidance_scale=inf", "expected a finite float"),
+    ("guidance_scale=1e12", "--set guidance_scale=1e+12: must be at most 1000"),
     ("export_size=100000", "export_size must be within [16, 2048]"),
     ("mesh_resolution=4", "mesh_resolution must be within [8, 512]"),
     ("elevation_max=95", "elevation_max must be within"),
@@ -155,6 +156,27 @@ def test_render_without_out_keeps_an_earlier_render(run_dir, capsys):
     assert f"{run_dir / 'views'} exists and is kept" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["generate", "a red cube", "--method", "sds", "--out", "{file}/run"], "lies inside"),
+    (["edit", "{run}", "--from", "a red cube", "--to", "a blue cube", "--out", "{file}/run"], "lies inside"),
+    (["toy", "sample", "a red cube", "--out", "{file}"], "is a file; give a folder"),
+    (["toy", "sample", "a red cube", "--out", "{file}/samples"], "lies inside"),
+    (["render", "{run}", "--out", "{file}"], "is a file; give a folder"),
+    (["export", "{run}", "--format", "glb", "--out", "{file}/mesh.glb"], "lies inside"),
+    (["export", "{run}", "--format", "obj", "--out", "{folder}.obj"], "is a folder; give a file name"),
+    (["export", "{run}", "--format", "glb", "--out", "{run}"], "--out of --format glb must end in .glb"),
+    (["export", "{run}", "--format", "ply", "--out", "{run}/copy.obj"], "--out of --format ply must end in .ply"),
+])
+def test_an_out_path_of_the_wrong_kind_is_refused_in_one_line(run_dir, tmp_path, capsys, argv, message):
+    (tmp_path / "a_file").write_text("not a folder")
+    (tmp_path / "a_folder.obj").mkdir()
+    paths = {"run": run_dir, "file": tmp_path / "a_file", "folder": tmp_path / "a_folder"}
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert main([a.format(**paths) for a in argv]) == 2
+    assert message in _one_line_error(capsys)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
 # ---------------------------------------------------------------- python -m, the judge
 
 
@@ -169,3 +191,33 @@ def test_judge_reports_no_confidence_for_nothing_recognisable(tmp_path, capsys):
     Image.fromarray(np.full((32, 32, 3), 255, np.uint8)).save(blank)
     assert main(["toy", "judge", str(blank)]) == 0
     assert capsys.readouterr().out == f"{blank}: nothing recognisable\n"
+
+
+def test_toy_render_never_overwrites_a_run_views(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "views.png").write_bytes(b"the run's own grid")
+    assert main(["toy", "render", "a red cube", "--out", str(run)]) == 2
+    assert "already holds views.png" in _one_line_error(capsys)
+    assert (run / "views.png").read_bytes() == b"the run's own grid"
+    fresh = tmp_path / "fresh"
+    assert main(["toy", "render", "a red cube", "--out", str(fresh), "--size", "16"]) == 0
+    assert (fresh / "views.png").is_file()
+
+
+def test_toy_judge_of_a_file_that_is_no_image_is_one_line(tmp_path, capsys):
+    bogus = tmp_path / "notes.png"
+    bogus.write_text("not an image")
+    assert main(["toy", "judge", str(bogus)]) == 2
+    assert "is not an image" in _one_line_error(capsys)
+
+
+def test_toy_weights_that_are_not_a_toy_prior_are_named_so(tmp_path, capsys):
+    weights = tmp_path / "mine.safetensors"
+    weights.write_text("not safetensors")
+    assert main(["generate", "a red cube", "--method", "sds", "--model", str(weights), "--out", str(tmp_path / "a")]) == 2
+    assert "exists but has no mine.json beside it" in _one_line_error(capsys)
+    (tmp_path / "mine.json").write_text('{"model": {}}')
+    assert main(["generate", "a red cube", "--method", "sds", "--model", str(weights), "--out", str(tmp_path / "b")]) == 2
+    assert "is not a toy prior written by" in _one_line_error(capsys)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -1,6 +1,7 @@
 """The install: CPU-only torch on a machine without CUDA (``install.sh --report`` resolves the whole install
 with ``pip install --dry-run --report`` and installs nothing), and the README's dev install running the
-README's test command: tests needing the optional ``sd`` extra skip, with a reason, where it is absent."""
+README's test command: tests needing an optional extra (``sd``, ``view``) skip, with a reason, where it is
+absent."""
 
 from __future__ import annotations
 
@@ -48,20 +49,32 @@ def test_install_resolves_no_cuda_packages_without_an_nvidia_driver(tmp_path):
     assert {"distill3d", "pytest", "hypothesis", "diffusers", "transformers"} <= set(names)
 
 
-def _tests_needing_the_sd_extra() -> list[str]:
-    """Test files that name diffusers, transformers or the Stable Diffusion prior (this file excepted)."""
-    pattern = re.compile(r"\b(diffusers|transformers)\b|\"--prior\", \"sd\"")
+#: optional extra -> the modules it brings, and the words of the skip reason its tests give without it
+EXTRAS = {"sd": (("diffusers", "transformers"), "'sd' extra"), "view": (("viser",), "pip install -e '.[view]'")}
+
+
+def _tests_naming(modules: tuple[str, ...]) -> list[str]:
+    """Test files that name one of ``modules`` (for the sd extra also its tiny test models and the
+    ``--prior sd`` option), this file excepted."""
+    words = "|".join(modules) + ("|sd_tiny" if "diffusers" in modules else "")
+    pattern = re.compile(rf"\b({words})\b" + (r"|\"--prior\", \"sd\"" if "diffusers" in modules else ""))
     return sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("test_*.py")
                   if p.name != Path(__file__).name and pattern.search(p.read_text()))
 
 
-def test_without_the_sd_extra_its_tests_skip_with_a_reason():
-    """As after `bash install.sh --dev`: diffusers and transformers hidden, the tests naming them pass or skip."""
-    files = _tests_needing_the_sd_extra()
-    assert "tests/pipeline/test_eval_clip.py" in files and "tests/priors/test_sd_prior.py" in files
-    hide = ("import sys; sys.modules.update(diffusers=None, transformers=None); import pytest; "
-            f"sys.exit(pytest.main(['-q', '-rs', '-p', 'no:cacheprovider', *{files!r}]))")
+def test_without_the_optional_extras_their_tests_skip_with_a_reason():
+    """As after `bash install.sh --dev`: the modules of the sd and view extras hidden, the tests naming them
+    pass or skip, saying which extra they need."""
+    files = {extra: _tests_naming(modules) for extra, (modules, _) in EXTRAS.items()}
+    assert "tests/priors/test_sd_prior.py" in files["sd"] and any("clip" in f for f in files["sd"]), files
+    assert "tests/viewer/test_viewer.py" in files["view"], files
+    hidden = {m: None for modules, _ in EXTRAS.values() for m in modules}
+    run = sorted({f for fs in files.values() for f in fs})
+    hide = (f"import sys; sys.modules.update({hidden!r}); import pytest; "
+            f"sys.exit(pytest.main(['-q', '-rs', '-p', 'no:cacheprovider', *{run!r}]))")
     done = subprocess.run([sys.executable, "-c", hide], cwd=ROOT, capture_output=True, text=True, check=False,
                           timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "SKIPPED" in done.stdout and "'sd' extra" in done.stdout
+    skipped = [line for line in done.stdout.splitlines() if line.startswith("SKIPPED")]
+    for extra, (_, reason) in EXTRAS.items():
+        assert any(reason in line for line in skipped), f"no test skipped for the {extra} extra: {skipped}"

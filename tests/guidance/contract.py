@@ -73,7 +73,7 @@ class GuidanceContract:
         prior = TinyPrior()
         method = self.make_method()
         out, _ = self._run(prior, method)
-        assert prior.calls == method.prior_calls_per_step == out.num_prior_calls
+        assert prior.calls == out.num_prior_calls <= method.prior_calls_per_step  # at most (ISM: fewer strides)
         assert prior.rows == out.num_prior_evals
 
     def test_declares_every_text_besides_the_prompts(self):
@@ -91,4 +91,7 @@ class GuidanceContract:
         batched, _ = self._run(prior, seed=5, inp=inp)
         rowwise, _ = self._run(RowwisePrior(prior), seed=5, inp=inp)
         assert torch.equal(batched.t, rowwise.t)
-        torch.testing.assert_close(batched.grad, rowwise.grad, rtol=1e-5, atol=1e-6)
+        # float32 rounding of the rows is amplified by the method's own arithmetic (CFG 100, Perp-Neg's
+        # projections), so the absolute tolerance is relative to the gradient's scale
+        scale = max(1.0, float(batched.grad.abs().max()))
+        torch.testing.assert_close(batched.grad, rowwise.grad, rtol=1e-5, atol=1e-6 * scale)

@@ -76,7 +76,7 @@ def test_code_form_is_the_authors_cfg_with_clamp():
         recon, _ = _reconstruction(prior, z_t, ti, a, img)
         torch.testing.assert_close(out.extras.reconstruction[i], recon, rtol=1e-5, atol=1e-5)
     assert out.grad.abs().max() <= limit
-    empty_neg = AnchorDS(AnchorDSConfig(form=CodeForm()))(prior, inp, torch.Generator().manual_seed(4))
+    empty_neg = AnchorDS(AnchorDSConfig(form=CodeForm(negative_prompt="")))(prior, inp, torch.Generator().manual_seed(4))
     assert empty_neg.num_prior_evals == 6  # y_neg = "": the source row is the reconstruction row
 
 
@@ -95,12 +95,8 @@ def test_filter_zeroes_views_with_high_l_rec():
     assert (out.grad[~high].flatten(1).abs().sum(1) > 0).all()
 
 
-def test_registry_filter_uses_gamma_003():
-    prior = TinyPrior()
-    inp = make_input(prior, batch=4)
-    out = GENERATE_METHODS["anchords-filter"].build()(prior, inp, torch.Generator().manual_seed(1))
-    assert torch.equal(out.extras.keep, out.extras.l_rec < 0.03)
-    assert (out.grad[~out.extras.keep] == 0).all()
+# The registry's filter (γ = 0.03) keeping a perfect anchor and dropping a bad one: test_behaviour.py (this
+# prior's random renders reconstruct badly, so here it would drop every view and pass for a zero gradient).
 
 
 def test_plain_anchords_trains_nothing():

@@ -104,3 +104,29 @@ def test_setup_samples_the_reference_once_and_the_state_dict_keeps_it():
     assert torch.equal(other.reference, ref)
     with pytest.raises(ValueError, match="reference"):
         ISD()(prior, make_input(prior), torch.Generator())
+
+
+class TestISDZeroImageContract(GuidanceContract):
+    def make_method(self):
+        return ISD(ISDConfig(unconditional="zero-image"), reference=_reference())
+
+
+def test_zero_image_unconditional_is_diffusers_ip_adapter_cfg():
+    """ε̂_IP,cfg = ε̂(∅, 0) + s(ε̂(y, x_ref) − ε̂(∅, 0)) with the zero image at the same λ_ip; one more row."""
+    prior = TinyPrior()
+    inp = make_input(prior)
+    ref = _reference()
+    cfg = ISDConfig(unconditional="zero-image", beta=None, alpha=Constant(1.0))
+    out = ISD(cfg, reference=ref)(prior, inp, torch.Generator().manual_seed(3))
+    text = ISD(ISDConfig(beta=None, alpha=Constant(1.0)), reference=ref)(prior, inp, torch.Generator().manual_seed(3))
+    assert out.num_prior_evals == 4 * 3 and text.num_prior_evals == 3 * 3
+    t, eps = replay(prior, cfg.timesteps, inp, 3)
+    for i in range(3):
+        ti, a = int(t[i]), abar(prior, int(t[i]))
+        z_t = noised(inp.latents[i].detach(), eps[i], a)
+        y = f"{PROMPT}, {VIEW_NAMES[i]} view"
+        e_ip, e_y = one(prior, z_t, ti, Condition(y, ref, 0.5)), one(prior, z_t, ti, Condition(y))
+        e_0, e_0img = one(prior, z_t, ti, Condition("")), one(prior, z_t, ti, Condition("", torch.zeros_like(ref), 0.5))
+        expected = (1 - a) * ((e_0img + 7.5 * (e_ip - e_0img)) - (e_0 + 7.5 * (e_y - e_0)))  # Eq. 7
+        torch.testing.assert_close(out.grad[i], expected, rtol=1e-5, atol=1e-5)
+    assert (out.grad - text.grad).abs().max() > 1e-4  # the two unconditionals differ

@@ -127,3 +127,56 @@ def test_uds_edit_ddim_x0_is_eq15_iterated_to_zero():
         d_src = one(prior, zt_src, ti, Condition(SOURCE_PROMPT)) - one(prior, zt_src, ti, Condition(""))
         expected = (1 - a) * ((ddim_x0(zt_tgt, ti) - ddim_x0(zt_src, ti)) + 7.5 * (d_tgt - d_src))
         torch.testing.assert_close(out.grad[i], expected, rtol=1e-4, atol=1e-4)
+
+
+class TestUDSDDIMGenerationContract(GuidanceContract):
+    def make_method(self):
+        return UDS(UDSConfig(x0_steps=3, reconstruction="reversed"))
+
+
+def _ddim_x0(prior, z_t, ti, k):
+    """Eq. 15 with ε̂(∅) on the grid t → ⌊t(k−1)/k⌋ → … → ⌊t/k⌋, then x̂0 (k = 1: Tweedie, Eq. 10)."""
+    taus = [ti * (k - j) // k for j in range(k)]
+    z = z_t
+    for a_, b_ in pairwise(taus):
+        e = one(prior, z, a_, Condition(""))
+        z = math.sqrt(abar(prior, b_)) * x0(z, e, abar(prior, a_)) + math.sqrt(1 - abar(prior, b_)) * e
+    return x0(z, one(prior, z, taus[-1], Condition("")), abar(prior, taus[-1]))
+
+
+def test_uds_generation_ddim_x0_is_eq15_for_both_noise_levels():
+    """Alg. 1 line 17: x̂0^t and x̂0^{t−c} "via Eq. (10) or Eq. (15)"; K calls per step."""
+    prior = TinyPrior()
+    inp = make_input(prior)
+    cfg = UDSConfig(interval=90, x0_steps=3)
+    out = UDS(cfg)(prior, inp, torch.Generator().manual_seed(8))
+    t, eps = replay(prior, cfg.timesteps, inp, 8)
+    assert out.num_prior_calls == 3 and out.num_prior_evals == 3 * 3 + 2 * 2 * 3
+    for i in range(3):
+        ti = int(t[i])
+        tp = max(ti - 90, 0)
+        a, ap = abar(prior, ti), abar(prior, tp)
+        z = inp.latents[i].detach()
+        z_t, z_p = noised(z, eps[i], a), noised(z, eps[i], ap)
+        recon = _ddim_x0(prior, z_t, ti, 3) - _ddim_x0(prior, z_p, tp, 3)
+        cls = one(prior, z_t, ti, Condition(f"{PROMPT}, {VIEW_NAMES[i]} view")) - one(prior, z_t, ti, Condition(""))
+        torch.testing.assert_close(out.grad[i], (1 - a) * (recon + 7.5 * cls), rtol=1e-4, atol=1e-4)
+        tweedie = x0(z_t, one(prior, z_t, ti, Condition("")), a) - x0(z_p, one(prior, z_p, tp, Condition("")), ap)
+        assert (recon - tweedie).abs().max() > 1e-3  # the DDIM x̂0 is another estimate
+
+
+def test_uds_reversed_reconstruction_flips_only_that_term():
+    prior = TinyPrior()
+    inp = make_input(prior)
+    paper = UDS(UDSConfig())(prior, inp, torch.Generator().manual_seed(9))
+    flipped = UDS(UDSConfig(reconstruction="reversed"))(prior, inp, torch.Generator().manual_seed(9))
+    torch.testing.assert_close(flipped.extras.recon_norm, paper.extras.recon_norm)
+    torch.testing.assert_close(flipped.extras.cls_norm, paper.extras.cls_norm)
+    # g = w(Δx̂0 + s δ): the two gradients add to 2 w s δ and differ by 2 w Δx̂0
+    t, eps = replay(prior, UDSConfig().timesteps, inp, 9)
+    for i in range(3):
+        ti, a = int(t[i]), abar(prior, int(t[i]))
+        z_t = noised(inp.latents[i].detach(), eps[i], a)
+        cls = one(prior, z_t, ti, Condition(f"{PROMPT}, {VIEW_NAMES[i]} view")) - one(prior, z_t, ti, Condition(""))
+        torch.testing.assert_close(paper.grad[i] + flipped.grad[i], 2 * (1 - a) * 7.5 * cls, rtol=1e-4, atol=1e-4)
+    assert (paper.grad - flipped.grad).abs().max() > 1e-3

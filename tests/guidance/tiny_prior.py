@@ -99,6 +99,30 @@ class TinyPrior:
             raise KeyError(f"unknown adapter layer {name!r}; valid: 'adapter'")
         return self.adapter
 
+    def trainable_denoiser(self, rank: int = 4) -> TinyDenoiser:
+        """The trainable-parts capability (VSD's ε̂_φ); ``rank`` is ignored."""
+        return TinyDenoiser(self, self.channels)
+
+
+class TinyDenoiser(nn.Module):
+    """The tiny prior's trainable copy (its ``trainable_denoiser``, VSD's ε̂_φ): the frozen prediction plus a
+    zero-initialised per-pixel linear map of z_t and of the camera features, so it starts equal to the prior."""
+
+    def __init__(self, prior: TinyPrior | RowwisePrior, channels: int) -> None:
+        super().__init__()
+        self.prior = [prior]  # not a submodule: the prior is not trained
+        self.mix = nn.Linear(channels, channels, bias=False)
+        self.cam = nn.Linear(3, channels)
+        for p in self.parameters():
+            nn.init.zeros_(p)
+
+    def predict_noise(self, z_t: Tensor, t: Tensor, conditions: Sequence[Condition]) -> Tensor:
+        base = self.prior[0].predict_noise(z_t, t, conditions)
+        feats = torch.tensor([[math.cos(math.radians(c.camera[0])), math.sin(math.radians(c.camera[0])),
+                               c.camera[1] / 90.0] if c.camera is not None else [0.0, 0.0, 0.0] for c in conditions])
+        delta = self.mix(z_t.permute(0, 2, 3, 1)).permute(0, 3, 1, 2) + self.cam(feats)[:, :, None, None]
+        return base + delta
+
 
 class RowwisePrior:
     """The same prior, evaluated one row at a time (the slow twin of a batched call)."""
@@ -119,6 +143,9 @@ class RowwisePrior:
 
     def adapter_layer(self, name: str | None = None) -> nn.Module:
         return self.inner.adapter_layer(name)
+
+    def trainable_denoiser(self, rank: int = 4) -> TinyDenoiser:
+        return TinyDenoiser(self, self.inner.channels)
 
     def predict_noise(self, z_t: Tensor, t: Tensor, conditions: Sequence[Condition]) -> Tensor:
         return torch.cat([self.inner.predict_noise(z_t[i : i + 1], t[i : i + 1], [conditions[i]])

@@ -24,7 +24,7 @@ from distill3d.pipeline.generate import generate
 from distill3d.pipeline.loop import EditSource, build_method, optimise
 from distill3d.scene.radiance_field import RadianceFieldConfig, VoxelRadianceField
 
-from .conftest import make_tiny_prior
+from .conftest import lively_prior, make_tiny_prior
 
 FROM, TO = "a red cube", "a blue cube"
 FAST = {"steps": "2", "views_per_step": "2", "checkpoint_every": "0", "preview_every": "0", "export_size": "16",
@@ -65,17 +65,6 @@ def write_gsplat_ply(path) -> None:
     for i, name in enumerate(names):
         records[name] = cols[:, i]
     plyfile.PlyData([plyfile.PlyElement.describe(records, "vertex")]).write(str(path))
-
-
-def lively_prior():
-    """The tiny random toy prior with every weight redrawn: a fresh network predicts ε̂ = 0 everywhere (its
-    output layer starts at zero), which would make every edit gradient vacuously zero."""
-    prior = make_tiny_prior()
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in prior.model.parameters():
-            p.copy_(0.3 * torch.randn(p.shape, generator=g))
-    return prior
 
 
 def _sha(path) -> str:
@@ -253,3 +242,16 @@ def test_a_radiance_field_is_edited_as_itself(tmp_path):
     result = edit(src, FROM, TO, cfg, rest, tmp_path / "out", prior=lively_prior(), progress=False)
     edited = VoxelRadianceField.load(result.out_dir / "radiance.safetensors")
     assert edited.config == field.config and not torch.equal(edited.features, field.features)
+
+
+def test_edit_hands_the_edited_asset_to_the_live_preview(toy_run, tmp_path):
+    """``edit --view``'s callback: called every preview_every steps with the asset being edited (not the
+    frozen source), whose final state is the one written."""
+    seen = []
+    cfg, rest = resolve_edit_config("uds", {**FAST, "steps": "4", "preview_every": "2"}, toy_run)
+    result = edit(toy_run, FROM, TO, cfg, rest, tmp_path / "out", prior=lively_prior(), progress=False,
+                  on_preview=lambda step, rep: seen.append((step, rep.sh_dc.detach().clone())))
+    assert [s for s, _ in seen] == [2, 4]
+    source = load_gaussians_ply(toy_run / "gaussians.ply")
+    assert not torch.equal(seen[-1][1], source.sh_dc)  # the edited copy, already moved at step 4
+    torch.testing.assert_close(seen[-1][1], load_gaussians_ply(result.out_dir / "gaussians.ply").sh_dc)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
+import tqdm.std
 
 from distill3d.cli.main import main
 from distill3d.core.errors import UserError
@@ -38,11 +39,11 @@ TOY = PriorSpec()
 
 
 def _generate(out: Path, resume: bool = False, method: str = "sds", prompt: str = PROMPT,
-              prior_spec: PriorSpec = TOY, **extra: str | None):
+              prior_spec: PriorSpec = TOY, progress: bool = False, **extra: str | None):
     """A tiny run; ``extra`` overrides RAW (None drops a key)."""
     raw = {k: v for k, v in {**RAW, **extra}.items() if v is not None}
     cfg, rest = resolve_run_config(method, raw)
-    return generate(prompt, cfg, rest, out, prior_spec, prior=make_tiny_prior(), resume=resume, progress=False)
+    return generate(prompt, cfg, rest, out, prior_spec, prior=make_tiny_prior(), resume=resume, progress=progress)
 
 
 def _files(run: Path) -> dict[str, bytes]:
@@ -158,6 +159,32 @@ def test_a_nan_guidance_gradient_stops_the_run_and_keeps_the_last_good_checkpoin
     assert ck["step"] == 4
     assert all(torch.isfinite(t).all() for t in ck["representation"].values())
     assert not (run / "run.json").exists() and not (run / "gaussians.ply").exists()
+
+
+def test_a_resumed_progress_bar_shows_the_rate_of_the_steps_it_ran(tmp_path, monkeypatch, capsys):
+    """Killed at step 5 (checkpoint at 4), resumed with a clock that moves one second per step: the bar
+    ends at 6/6 and 1.00 step/s, not counting the steps of the first session (nor its first step twice)."""
+    run, clock = tmp_path / "run", [1000.0]
+    with monkeypatch.context() as m:
+        m.setattr(generate_module, "optimise", _kill_at_step(5))
+        with pytest.raises(_Kill):
+            _generate(run)
+    original = generate_module.optimise
+
+    def ticking(*args, on_step=None, **kwargs):
+        def tick(step, log):  # each step took one second when its callback comes
+            clock[0] += 1.0
+            on_step(step, log)
+
+        return original(*args, on_step=tick, **kwargs)
+
+    monkeypatch.setattr(generate_module, "optimise", ticking)
+    monkeypatch.setattr(tqdm.std, "time", lambda: clock[0])
+    capsys.readouterr()
+    _generate(run, resume=True, progress=True)
+    frames = [f.strip() for f in capsys.readouterr().err.split("\r") if "step" in f]
+    assert frames[0].startswith("sds:  83%") and "5/6" in frames[0], frames
+    assert frames[-1].startswith("sds: 100%") and "6/6" in frames[-1] and "1.00step/s" in frames[-1], frames
 
 
 # ---------------------------------------------------------------- --resume checks

@@ -1,4 +1,5 @@
-"""``distill3d bench step-cost | quality | edit``: benchmark commands that write result files."""
+"""``distill3d bench``: the benchmark commands (each writes result files); ``run``/``tune``/``report`` are in
+``bench_grid.py``, ``clip``/``t3bench`` in ``bench_eval.py``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ def _split(text: str) -> list[str]:
 
 
 @click.group(cls=LazyGroup, lazy_commands={"step-cost": "distill3d.cli.bench:step_cost",
-                                           "quality": "distill3d.cli.bench:quality",
+                                           "run": "distill3d.cli.bench_grid:run",
+                                           "tune": "distill3d.cli.bench_grid:tune",
+                                           "report": "distill3d.cli.bench_grid:report",
                                            "edit": "distill3d.cli.bench:edit",
                                            "clip": "distill3d.cli.bench_eval:clip",
                                            "t3bench": "distill3d.cli.bench_eval:t3bench"})
@@ -34,10 +37,10 @@ def step_cost(methods: str, steps: int, rounds: int, views: int, threads: int, o
     """Per-step time of each method relative to SDS, measured in one interleaved run."""
     from pathlib import Path
 
+    from distill3d.bench.step_cost import step_cost as run
+    from distill3d.bench.step_cost import write_step_cost
     from distill3d.core.errors import UserError
     from distill3d.guidance import GENERATE_METHODS
-    from distill3d.pipeline.bench import step_cost as run
-    from distill3d.pipeline.bench import write_step_cost
 
     names = _split(methods)
     unknown = [m for m in names if m not in GENERATE_METHODS]
@@ -48,44 +51,6 @@ def step_cost(methods: str, steps: int, rounds: int, views: int, threads: int, o
     for c in costs:
         click.echo(f"{c.method:18s} {c.seconds_per_step:.3f} s/step  x{c.ratio_to_sds:.2f} of SDS")
     click.echo(f"wrote {out}")
-
-
-@click.command()
-@click.option("--methods", default="sds,anchords,anchords-filter,anchords-finetune,isd,uds", show_default=True)
-@click.option("--prompts", default=None, help="Semicolon-separated toy captions (default: 12 covering every kind).")
-@click.option("--seeds", default="0,1", show_default=True)
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Preset overrides for every run.")
-@click.option("--out", "out_dir", default="benchmarks/results/quality", show_default=True,
-              type=click.Path(file_okay=False))
-def quality(methods: str, prompts: str | None, seeds: str, overrides: tuple[str, ...], out_dir: str) -> None:
-    """Judged accuracy of generated assets per method and caption kind (resumable sweep)."""
-    from pathlib import Path
-
-    from distill3d.core.errors import UserError, shorten
-    from distill3d.pipeline.bench import DEFAULT_PROMPTS
-    from distill3d.pipeline.bench import quality as run
-    from distill3d.pipeline.config import parse_overrides, resolve_run_config
-    from distill3d.pipeline.generate import check_prompt
-    from distill3d.pipeline.loop import build_method
-
-    try:
-        seed_list = [int(s) for s in _split(seeds)]
-    except ValueError:
-        raise UserError(f"--seeds must be comma-separated integers, got {shorten(seeds)!r}") from None
-    prompt_list = [p.strip() for p in prompts.split(";")] if prompts else list(DEFAULT_PROMPTS)
-    method_list, raw = _split(methods), parse_overrides(list(overrides))
-    if not (method_list and seed_list and all(prompt_list)):
-        raise UserError("--methods, --prompts and --seeds must each name at least one (and no empty) entry")
-    for prompt in prompt_list:  # every input is checked before the sweep writes anything
-        check_prompt(prompt, "toy")
-    for method in method_list:
-        for seed in seed_list:
-            cfg, rest = resolve_run_config(method, {**raw, "seed": str(seed)})
-            build_method(cfg, rest)
-    result = run(method_list, prompt_list, seed_list, Path(out_dir), raw)
-    for m, s in result["summary"].items():
-        click.echo(f"{m:18s} {s['match_rate']:.0%} of views match; by kind {s['by_kind']}")
-    click.echo(f"wrote {out_dir}/results.json and results.md")
 
 
 @click.command("edit")
@@ -107,9 +72,9 @@ def edit(methods: str | None, pairs: str | None, seeds: str, steps: int | None, 
     did the rest stay, how far an identity edit drifts; mean ± 95% interval over seeds (resumable sweep)."""
     from pathlib import Path
 
+    from distill3d.bench.edit import bench_edit, default_pairs, parse_pairs, write_table
     from distill3d.core.errors import UserError
     from distill3d.guidance import EDIT_METHODS
-    from distill3d.pipeline.bench_edit import bench_edit, default_pairs, parse_pairs, write_table
     from distill3d.pipeline.config import parse_overrides
 
     try:

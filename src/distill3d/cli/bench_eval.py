@@ -31,8 +31,8 @@ def clip(runs: tuple[str, ...], clip_source: str, views: int, elevation: float, 
     """Mean CLIP similarity between each run's prompt and its rendered views (JSON out)."""
     from dataclasses import asdict
 
+    from distill3d.bench.clip_eval import ClipEvalConfig, ClipScorer, clip_score_run
     from distill3d.core.io import write_json_atomic
-    from distill3d.pipeline.clip_eval import ClipEvalConfig, ClipScorer, clip_score_run
 
     device = _device()
     scorer = ClipScorer.load(clip_source, device)  # fails fast, before any rendering, when weights are missing
@@ -63,7 +63,7 @@ def t3bench(runs: tuple[str, ...], prompt_file: str | None, imagereward: str, si
     convolution, 20 s + 50) of run directories; JSON and markdown out. The GPT-4 alignment score is not run."""
     from pathlib import Path
 
-    from distill3d.pipeline.t3bench import ImageRewardScorer, T3BenchConfig, t3bench_quality, write_t3bench
+    from distill3d.bench.t3bench import ImageRewardScorer, T3BenchConfig, t3bench_quality, write_t3bench
 
     device = _device()
     scorer = ImageRewardScorer.load(imagereward, device)

@@ -19,6 +19,7 @@ _COMMANDS: dict[str, str] = {
     "generate": "distill3d.cli.generate:generate",
     "edit": "distill3d.cli.edit:edit",
     "methods": "distill3d.cli.generate:methods",
+    "presets": "distill3d.cli.presets:presets",
     "bench": "distill3d.cli.bench:bench",
     "view": "distill3d.cli.view:view",
 }

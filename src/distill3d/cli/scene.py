@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from distill3d.core.errors import UserError, check_range, shorten
+from distill3d.core.errors import UserError, check_out_path, check_range, shorten
 
 FORMATS = {"ply": "gaussians.ply", "glb": "mesh.glb", "obj": "mesh.obj", "mp4": "turntable.mp4"}
 
@@ -69,6 +69,8 @@ def render(source: Path, azimuths: str, elevation: float, size: int, out_dir: Pa
     and the grid OUT/views.png."""
     angles = parse_azimuths(azimuths)
     _check_view(elevation, size)
+    if out_dir is not None:
+        check_out_path("--out", out_dir, folder=True)
     from distill3d.export.load import load_representation
 
     representation = load_representation(source)
@@ -106,6 +108,10 @@ def export(run: Path, fmt: str, out: Path | None, resolution: int, threshold: fl
         check_range("--frames", frames, 2, 3600)
         if out is not None and out.suffix.lower() not in (".mp4", ".gif"):
             raise UserError(f"--out of --format mp4 must end in .mp4 or .gif, got {shorten(out.name)!r}")
+    elif out is not None and out.suffix.lower() != f".{fmt}":
+        raise UserError(f"--out of --format {fmt} must end in .{fmt}, got {shorten(out.name)!r}")
+    if out is not None:
+        check_out_path("--out", out)
     if fmt in ("glb", "obj"):
         check_range("--resolution", resolution, 8, 512)
         if threshold is not None:

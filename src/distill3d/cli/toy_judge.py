@@ -107,7 +107,7 @@ def judge(images: tuple[Path, ...], weights: Path | None, caption: str | None) -
     import torch
     from PIL import Image
 
-    from distill3d.core.errors import UserError
+    from distill3d.core.errors import UserError, shorten
     from distill3d.toyworld.grammar import parse_caption
     from distill3d.toyworld.judge import Judge, match
 
@@ -116,7 +116,10 @@ def judge(images: tuple[Path, ...], weights: Path | None, caption: str | None) -
     for path in images:
         if not path.is_file():
             raise UserError(f"no image at {path}")
-        rgba = Image.open(path).convert("RGBA")
+        try:
+            rgba = Image.open(path).convert("RGBA")
+        except (OSError, ValueError, Image.DecompressionBombError):
+            raise UserError(f"{shorten(str(path))} is not an image PIL can read (PNG, JPEG, ...)") from None
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         rgb = np.asarray(Image.alpha_composite(white, rgba).convert("RGB"), dtype=np.float32) / 255.0
         result = j(torch.from_numpy(rgb).permute(2, 0, 1)[None])[0]

@@ -102,13 +102,14 @@ def sample(prompt: str, guidance: float, n: int, seed: int, steps: int, out: Pat
     from PIL import Image
 
     from distill3d.core.cameras import MAX_ABS_ELEVATION
-    from distill3d.core.errors import UserError, check_range
+    from distill3d.core.errors import UserError, check_out_path, check_range
     from distill3d.export.images import image_grid, save_png, to_uint8
     from distill3d.priors.sampling import sample as draw
     from distill3d.priors.toy.prior import ToyPrior
     from distill3d.toyworld.grammar import parse_caption
 
     parse_caption(prompt)  # the toy prior knows only the toy world's captions, as in generate
+    check_out_path("--out", out, folder=True)
     check_range("--cfg", guidance, 0.0, 100.0)
     check_range("--image-scale", image_scale, 0.0, 10.0)
     if camera is not None:

@@ -33,7 +33,7 @@ def render(caption: str, out_dir: str, azimuths: str, elevation: float, size: in
     from PIL import Image
 
     from distill3d.core.cameras import MAX_ABS_ELEVATION, Cameras
-    from distill3d.core.errors import UserError
+    from distill3d.core.errors import UserError, check_out_path, shorten
     from distill3d.core.io import atomic_path, write_json_atomic
     from distill3d.toyworld.grammar import parse_caption
     from distill3d.toyworld.render import render as render_gt
@@ -42,9 +42,14 @@ def render(caption: str, out_dir: str, azimuths: str, elevation: float, size: in
     az = _parse_angles(azimuths, "azimuths")
     if abs(elevation) > MAX_ABS_ELEVATION:
         raise UserError(f"--elevation must lie within ±{MAX_ABS_ELEVATION} degrees")
+    root = Path(out_dir)
+    check_out_path("--out", root, folder=True)
+    taken = [n for n in ["views.png", "scene.json", *(f"view_{a:g}.png" for a in az)] if (root / n).exists()]
+    if taken:  # e.g. a run directory's own views.png: never overwritten
+        raise UserError(f"{shorten(str(root))} already holds {taken[0]}; choose another --out (files here are "
+                        f"never overwritten)")
     torch.set_num_threads(1)
     out = render_gt(spec, Cameras.from_angles(az, elevation), size)
-    root = Path(out_dir)
     pixels = (out.image.permute(0, 2, 3, 1).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
     for a, img in zip(az, pixels):
         with atomic_path(root / f"view_{a:g}.png") as tmp:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +40,27 @@ def start_live_view(steps: int, host: str = "127.0.0.1", port: int = 8080) -> Li
     viewer.status("waiting for the first preview step")
     click.echo(f"viewer: open {viewer.url} to watch the run")
     return LiveView(viewer, steps)
+
+
+@contextmanager
+def live_view_of(enabled: bool, steps: int) -> Iterator[LiveView | None]:
+    """``--view`` of ``generate`` and ``edit``: a started live viewer (None when not asked for), stopped
+    however the run ends."""
+    live = start_live_view(steps) if enabled else None
+    try:
+        yield live
+    finally:
+        if live is not None:
+            live.viewer.stop()
+
+
+def serve_result(live: LiveView | None, run_dir: Path) -> None:
+    """Show the finished run in the live viewer, if any, and serve it until Ctrl+C."""
+    if live is None:
+        return
+    live.finish(run_dir)
+    click.echo(f"viewer: the result is at {live.viewer.url} (Ctrl+C to stop)")
+    live.viewer.wait()
 
 
 def print_summary(run_dir: Path) -> None:

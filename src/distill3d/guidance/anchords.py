@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -63,40 +63,61 @@ from distill3d.guidance.base import (
 )
 from distill3d.priors.base import Condition, Prior
 
+#: y_neg of the authors' code form: the handcrafted "failure" text of SDS-Bridge (McAllister et al. 2024, which
+#: the AnchorDS paper cites for enhanced negative prompts; METHODS.md), whose opening the issue quotes.
+CODE_NEGATIVE_PROMPT = ("oversaturated, smooth, pixelated, cartoon, foggy, hazy, blurry, bad structure, noisy, "
+                        "malformed")
+
 
 @dataclass(frozen=True)
 class PaperForm:
     """Eq. 11: target ε̂(z_t; y) without image, source ε̂(z_t; ∅, I); no CFG, no −ε, no clamp."""
+
+    name: ClassVar[str] = "paper"
 
 
 @dataclass(frozen=True)
 class CodeForm:
     """The authors' released code: image on both branches, y_neg as source, CFG, clamp schedule."""
 
-    guidance_scale: float = 101.0  # standard form; the code's s' = 100
-    negative_prompt: str = ""  # y_neg, the source text
+    name: ClassVar[str] = "code"
+    guidance_scale: float = 101.0  # CFG s, standard form; the code's threestudio s' = 100 is s = 101
+    negative_prompt: str = CODE_NEGATIVE_PROMPT  # y_neg, the source text (with the render through the adapter)
+    #: Element-wise clamp of g at ±value(step): 1.5 → 2.0 over the first 1000 steps in the code.
     grad_clamp: Schedule = field(default_factory=lambda: LinearRamp(1.5, 2.0, 0, 1000))
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    adapter_layer: str | None = None  # name for prior.adapter_layer; None: the prior's default layer
-    lr: float = 1e-4
-    loss: Literal["pixel", "latent"] = "pixel"  # paper Eq. 13 / authors' code latent MSE
+    """Fine-tune of ONE image-adapter layer on L_rec, jointly with the 3D parameters (``finetune=on``)."""
+
+    #: Name for prior.adapter_layer (Stable Diffusion: "up_blocks.3", "mid_block", ...); none: the prior's
+    #: default, the last up block's image K/V projections (the layer the authors' code trains).
+    adapter_layer: str | None = None
+    lr: float = 1e-4  # Adam learning rate of that layer
+    loss: Literal["pixel", "latent"] = "pixel"  # paper Eq. 13 (pixel MSE of D(ẑ_src)) / authors' code latent MSE
+
+    def validate(self) -> None:
+        if not self.lr > 0:
+            raise UserError(f"lr must be positive, got {self.lr:g}")
 
 
 @dataclass(frozen=True)
 class AnchorDSConfig:
-    form: PaperForm | CodeForm = field(default_factory=PaperForm)
+    form: PaperForm | CodeForm = field(default_factory=PaperForm)  # Eq. 11 (paper) or the authors' code form
     image_scale: float = 0.5  # λ_ip of the render seen through the image adapter
     #: ControlNet conditioning scale of the render's control map (used when the loop supplies maps:
     #: ``GuidanceInput.control``, a prior with a ControlNet). It joins the image on the anchored branches.
     control_scale: float = 1.0
     view_dependent: bool = True  # view suffix on the target prompt y
-    timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)
-    weighting: Weighting = "sds"
-    filter_threshold: float | None = None  # γ of Eq. 14 (paper: 0.03); None: no filter
-    finetune: FinetuneConfig | None = None
+    timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)  # how t is drawn at each step
+    weighting: Weighting = "sds"  # w(t): 1−ᾱ ("sds"), 1 ("uniform"), √ᾱ(1−ᾱ) ("fantasia3d")
+    filter_threshold: float | None = None  # γ of Eq. 14 (paper: 0.03); none: no filter
+    finetune: FinetuneConfig | None = None  # fine-tune one image-adapter layer on L_rec; none: frozen prior
+
+    def validate(self) -> None:
+        if self.filter_threshold is not None and not self.filter_threshold > 0:
+            raise UserError(f"filter_threshold must be positive (or none), got {self.filter_threshold:g}")
 
 
 @dataclass
@@ -118,6 +139,10 @@ class AnchorDiagnostics(Diagnostics):
     @property
     def l_rec(self) -> Tensor:
         return ((self.reconstruction - self.images) ** 2).flatten(1).mean(dim=1)  # [B], Eq. 13
+
+    def scalars(self) -> dict[str, float]:
+        """Mean L_rec over the step's views (Eq. 13) and the share the filter kept (Eq. 14; 1 without it)."""
+        return {"l_rec": float(self.l_rec.mean()), "keep_rate": float(self.keep.float().mean())}
 
 
 def _no_grad_decode(prior: Prior, latents: Tensor) -> Tensor:

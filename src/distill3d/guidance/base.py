@@ -17,12 +17,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from distill3d.core.cameras import Cameras, view_prompt
+from distill3d.core.errors import UserError
 from distill3d.priors.base import Condition, Prior
 
 Weighting = Literal["sds", "uniform", "fantasia3d"]
@@ -56,6 +57,12 @@ class GuidanceInput:
 class Diagnostics:
     """Base of the typed, method-specific extras a :class:`GuidanceOutput` may carry."""
 
+    def scalars(self) -> dict[str, float]:
+        """Named numbers for the run's history (the loop logs them on the steps it records: the benchmark's
+        L_rec and keep-rate columns, curves.png); none by default. May cost a decode, so it is only read
+        on logged steps."""
+        return {}
+
 
 @dataclass
 class GuidanceOutput:
@@ -85,7 +92,8 @@ class GuidanceMethod:
     :meth:`inner_step` after each guidance step; the defaults mean "needs nothing, trains nothing".
     """
 
-    #: predict_noise calls one ``__call__`` makes (the contract tests check it).
+    #: predict_noise calls one ``__call__`` makes at most (its output's ``num_prior_calls`` is the count; the
+    #: contract tests check both).
     prior_calls_per_step: int = 1
 
     def __call__(self, prior: Prior, inp: GuidanceInput, generator: torch.Generator) -> GuidanceOutput:
@@ -125,7 +133,10 @@ class GuidanceMethod:
 
 @dataclass(frozen=True)
 class Constant:
-    value: float
+    """The same value at every step."""
+
+    name: ClassVar[str] = "constant"  # the --set name choosing this variant
+    value: float  # the value at every step
 
     def __call__(self, step: int, total_steps: int) -> float:
         return self.value
@@ -135,10 +146,11 @@ class Constant:
 class LinearRamp:
     """``start`` up to ``start_step``, linear to ``end`` at ``end_step`` (None: the last step), then ``end``."""
 
-    start: float
-    end: float
-    start_step: int = 0
-    end_step: int | None = None
+    name: ClassVar[str] = "ramp"
+    start: float  # the value up to start_step
+    end: float  # the value from end_step on
+    start_step: int = 0  # optimisation step where the ramp begins
+    end_step: int | None = None  # optimisation step where it reaches end (None: the run's last step)
 
     def __call__(self, step: int, total_steps: int) -> float:
         end_step = max(total_steps - 1, 1) if self.end_step is None else self.end_step
@@ -146,6 +158,10 @@ class LinearRamp:
             return self.end if step >= end_step else self.start
         p = min(max((step - self.start_step) / (end_step - self.start_step), 0.0), 1.0)
         return self.start + (self.end - self.start) * p
+
+    def validate(self) -> None:
+        if self.end_step is not None and self.end_step < self.start_step:
+            raise UserError(f"end_step ({self.end_step}) must not come before start_step ({self.start_step})")
 
 
 Schedule = Constant | LinearRamp
@@ -164,17 +180,31 @@ def _uniform_ints(lo: int, hi: int, batch: int, generator: torch.Generator) -> T
     return torch.randint(lo, hi + 1, (batch,), generator=generator, dtype=torch.long)  # [B] in [lo, hi]
 
 
+def _check_t_range(t_min: float, *t_maxes: float, strict: bool = True) -> None:
+    """t fractions within (0, 1) with every maximum above t_min (or equal to it, ``strict=False``)."""
+    for v in (t_min, *t_maxes):
+        if not 0.0 < v < 1.0:
+            raise UserError(f"timestep fractions must lie within (0, 1) of T, got {v:g}")
+    for m in t_maxes:
+        if m < t_min or (strict and m == t_min):
+            raise UserError(f"t_min ({t_min:g}) must be {'below' if strict else 'at most'} every t_max ({m:g})")
+
+
 @dataclass(frozen=True)
 class UniformTimesteps:
     """t ~ U{t_min·T, …, t_max·T} independently per view (DreamFusion: 0.02, 0.98)."""
 
-    t_min: float = 0.02
-    t_max: float = 0.98
+    name: ClassVar[str] = "uniform"  # the --set name choosing this variant (e.g. timesteps=uniform)
+    t_min: float = 0.02  # lowest t, a fraction of T
+    t_max: float = 0.98  # highest t, a fraction of T
 
     def sample(self, step: int, total_steps: int, batch: int, num_timesteps: int,
                generator: torch.Generator) -> Tensor:
         return _uniform_ints(_to_index(self.t_min, num_timesteps), _to_index(self.t_max, num_timesteps),
                              batch, generator)
+
+    def validate(self) -> None:
+        _check_t_range(self.t_min, self.t_max)
 
 
 @dataclass(frozen=True)
@@ -182,16 +212,44 @@ class MaxSwitchTimesteps:
     """GaussianDreamer: uniform in [t_min, t_max], the maximum lowered to ``t_max_after`` from
     ``switch_step`` on (0.98 → 0.55 at step 500)."""
 
-    t_min: float = 0.02
-    t_max: float = 0.98
-    t_max_after: float = 0.55
-    switch_step: int = 500
+    name: ClassVar[str] = "max-switch"
+    t_min: float = 0.02  # lowest t, a fraction of T
+    t_max: float = 0.98  # highest t before switch_step
+    t_max_after: float = 0.55  # highest t from switch_step on
+    switch_step: int = 500  # optimisation step (0-based) from which t_max_after applies
 
     def sample(self, step: int, total_steps: int, batch: int, num_timesteps: int,
                generator: torch.Generator) -> Tensor:
         hi = self.t_max if step < self.switch_step else self.t_max_after
         return _uniform_ints(_to_index(self.t_min, num_timesteps), _to_index(hi, num_timesteps),
                              batch, generator)
+
+    def validate(self) -> None:
+        _check_t_range(self.t_min, self.t_max, self.t_max_after)
+
+
+@dataclass(frozen=True)
+class MaxRampTimesteps:
+    """LucidDreamer: uniform in [t_min, m(τ)], the maximum m lowered linearly from ``t_max`` at step 0 to
+    ``t_max_end`` at ``ramp_steps``, then kept (its ``warm_up_rate``: 0.98 → 0.5 over 1500 steps)."""
+
+    name: ClassVar[str] = "max-ramp"
+    t_min: float = 0.02  # lowest t, a fraction of T
+    t_max: float = 0.98  # highest t at step 0
+    t_max_end: float = 0.5  # highest t from ramp_steps on
+    ramp_steps: int = 1500  # optimisation steps over which the maximum falls
+
+    def t_max_at(self, step: int) -> float:
+        p = min(max(step / self.ramp_steps, 0.0), 1.0) if self.ramp_steps > 0 else 1.0
+        return self.t_max + (self.t_max_end - self.t_max) * p
+
+    def sample(self, step: int, total_steps: int, batch: int, num_timesteps: int,
+               generator: torch.Generator) -> Tensor:
+        return _uniform_ints(_to_index(self.t_min, num_timesteps),
+                             _to_index(self.t_max_at(step), num_timesteps), batch, generator)
+
+    def validate(self) -> None:
+        _check_t_range(self.t_min, self.t_max, self.t_max_end)
 
 
 @dataclass(frozen=True)
@@ -200,9 +258,10 @@ class AnnealedTimesteps:
     ``t = t_max − (t_max − t_min)·f(p)`` with ``p = step/(total_steps−1)`` and ``f(p) = p`` ("linear")
     or ``√p`` ("sqrt"); the same t for every view. No random draw."""
 
-    t_min: float = 0.02
-    t_max: float = 0.98
-    curve: Literal["linear", "sqrt"] = "sqrt"
+    name: ClassVar[str] = "annealed"
+    t_min: float = 0.02  # t at the last step, a fraction of T
+    t_max: float = 0.98  # t at the first step
+    curve: Literal["linear", "sqrt"] = "sqrt"  # f(p): p or √p
 
     def sample(self, step: int, total_steps: int, batch: int, num_timesteps: int,
                generator: torch.Generator) -> Tensor:
@@ -211,8 +270,13 @@ class AnnealedTimesteps:
         t = _to_index(self.t_max - (self.t_max - self.t_min) * f, num_timesteps)
         return torch.full((batch,), t, dtype=torch.long)
 
+    def validate(self) -> None:
+        _check_t_range(self.t_min, self.t_max, strict=False)  # t_min = t_max pins t
 
-TimestepSchedule = UniformTimesteps | MaxSwitchTimesteps | AnnealedTimesteps
+
+#: A method's timestep schedule: one of these variants, chosen on the command line by its ``name``
+#: (``--set timesteps=max-switch --set timesteps.switch_step=300``).
+TimestepSchedule = UniformTimesteps | MaxSwitchTimesteps | MaxRampTimesteps | AnnealedTimesteps
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -29,10 +29,10 @@ from distill3d.priors.base import Prior
 
 @dataclass(frozen=True)
 class CSDConfig:
-    guidance_scale: float = 7.5
-    view_dependent: bool = True
-    timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)
-    weighting: Weighting = "sds"
+    guidance_scale: float = 7.5  # s of the classifier term
+    view_dependent: bool = True  # view suffix on y
+    timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)  # how t is drawn at each step
+    weighting: Weighting = "sds"  # w(t): 1−ᾱ ("sds"), 1 ("uniform"), √ᾱ(1−ᾱ) ("fantasia3d")
 
 
 class CSD(GuidanceMethod):

@@ -29,9 +29,9 @@ from distill3d.priors.base import Prior
 
 @dataclass(frozen=True)
 class DDSConfig:
-    guidance_scale: float = 100.0
-    timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)
-    weighting: Weighting = "sds"
+    guidance_scale: float = 100.0  # CFG s of both branches (the UDS paper's comparison: 100)
+    timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)  # how t is drawn at each step
+    weighting: Weighting = "sds"  # w(t): 1−ᾱ ("sds"), 1 ("uniform"), √ᾱ(1−ᾱ) ("fantasia3d")
 
 
 class DDS(GuidanceMethod):

@@ -13,9 +13,14 @@ variate:
 CFG 7.5 for the ISD term, 50 for the multi-view term, IP scale 0.5 (Sec. 5 implementation details).
 The multi-view term uses the same prior with the view's camera in the Condition (a prior without camera
 conditioning ignores it, and g_MV becomes SDS with CFG 50); it shares t and ε with the ISD term so all
-rows go in one call. The IP branch's unconditional prediction is IP-Adapter's (empty text, image dropped),
-which through the Prior protocol is the same condition as the text model's ∅: so the four predictions of
-Eq. 7 are three distinct rows per view, [ε̂(y, x_ref), ε̂(∅), ε̂(y)], plus [ε̂(y, π), ε̂(∅, π)] for g_MV.
+rows go in one call. The IP branch's unconditional prediction is, by default (``unconditional="text"``), the
+empty text with the image dropped, which through the Prior protocol is the same condition as the text
+model's ∅: so the four predictions of Eq. 7 are three distinct rows per view, [ε̂(y, x_ref), ε̂(∅), ε̂(y)],
+plus [ε̂(y, π), ε̂(∅, π)] for g_MV. ``unconditional="zero-image"`` follows diffusers' IP-Adapter CFG instead,
+whose negative branch keeps the adapter on with a zero image: ε̂_IP,cfg = ε̂(∅, 0) + s(ε̂(y, x_ref) − ε̂(∅, 0))
+with one more row ε̂(∅, 0) at the same λ_ip (the text branch keeps ε̂(∅)). Through the Prior protocol the zero
+image is the all-black render [3, S, S]; diffusers zeroes the CLIP-normalised pixels for IP-Adapter-Plus (a
+mean-grey image) and the image embedding itself for the plain IP-Adapter, which the protocol cannot express.
 """
 
 from __future__ import annotations
@@ -51,14 +56,17 @@ from distill3d.priors.base import Condition, Prior
 @dataclass(frozen=True)
 class ISDConfig:
     mode: Literal["isd", "ip-sds"] = "isd"  # control variate: ε̂_cfg(z_t; y) (Eq. 7) or ε (Eq. 4)
-    guidance_scale: float = 7.5  # CFG of the IP and text branches
-    image_scale: float = 0.5  # IP scale of x_ref
-    alpha: Schedule = field(default_factory=lambda: LinearRamp(0.4, 0.8))  # weight of g_ISD, Eq. 9
-    beta: Schedule | None = field(default_factory=lambda: LinearRamp(0.6, 0.02))  # weight of g_MV; None: off
-    mv_guidance_scale: float = 50.0
+    guidance_scale: float = 7.5  # CFG of the IP and text branches (Sec. 5: 7.5)
+    image_scale: float = 0.5  # IP scale λ_ip of x_ref (Sec. 5: 0.5)
+    #: Unconditional of the IP branch's CFG: the empty text without image ("text") or the empty text with a
+    #: zero image through the adapter ("zero-image", diffusers' IP-Adapter CFG): one more row.
+    unconditional: Literal["text", "zero-image"] = "text"
+    alpha: Schedule = field(default_factory=lambda: LinearRamp(0.4, 0.8))  # weight α(τ) of g_ISD, Eq. 9
+    beta: Schedule | None = field(default_factory=lambda: LinearRamp(0.6, 0.02))  # weight β(τ) of g_MV; none: off
+    mv_guidance_scale: float = 50.0  # CFG of the multi-view term (Sec. 5: 50)
     view_dependent: bool = True  # view suffix on y for the ISD term (the MV term gets the camera instead)
-    timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)
-    weighting: Weighting = "sds"
+    timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)  # how t is drawn at each step
+    weighting: Weighting = "sds"  # w(t)
 
 
 @dataclass
@@ -104,7 +112,9 @@ class ISD(GuidanceMethod):
         ref = self.reference.to(n.z.device)
         cams = camera_tuples(inp.cameras)
         groups = {"ip": [Condition(y, ref, c.image_scale) for y in texts],  # ε̂_IP(z_t; y, x_ref)
-                  "null": [Condition("")] * b}  # ε̂(z_t; ∅), shared by both CFGs
+                  "null": [Condition("")] * b}  # ε̂(z_t; ∅), shared by both CFGs ("text")
+        if c.unconditional == "zero-image":
+            groups["ip_null"] = [Condition("", torch.zeros_like(ref), c.image_scale)] * b  # ε̂_IP(z_t; ∅, 0)
         if c.mode == "isd":
             groups["text"] = [Condition(y) for y in texts]  # ε̂(z_t; y)
         if c.beta is not None:
@@ -112,7 +122,7 @@ class ISD(GuidanceMethod):
             groups["mv_null"] = [Condition("", camera=p) for p in cams]  # ε̂_MV(z_t; ∅, π)
         pred = dict(zip(groups, predict_groups(prior, [(n.z_t, n.t, conds) for conds in groups.values()])))
         w = weight(c.weighting, n.abar)
-        eps_ip = cfg(pred["null"], pred["ip"], c.guidance_scale)  # ε̂_IP,cfg(z_t; y, x_ref)
+        eps_ip = cfg(pred.get("ip_null", pred["null"]), pred["ip"], c.guidance_scale)  # ε̂_IP,cfg(z_t; y, x_ref)
         control = cfg(pred["null"], pred["text"], c.guidance_scale) if c.mode == "isd" else eps  # ε̂_cfg(y) | ε
         g_isd = w * (eps_ip - control)  # Eq. 7 (Eq. 4 for ip-sds)
         alpha = c.alpha(inp.step, inp.total_steps)

@@ -33,12 +33,12 @@ NEGATIVE_PROMPT = ("unrealistic, blurry, low quality, out of focus, ugly, low co
 
 @dataclass(frozen=True)
 class NFSDConfig:
-    guidance_scale: float = 7.5
-    negative_prompt: str = NEGATIVE_PROMPT
+    guidance_scale: float = 7.5  # s of the classifier term
+    negative_prompt: str = NEGATIVE_PROMPT  # y_neg of δ_D above small_t
     small_t: int = 200  # below it δ_D is ε̂(∅) alone
-    view_dependent: bool = True
-    timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)
-    weighting: Weighting = "sds"
+    view_dependent: bool = True  # view suffix on y
+    timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)  # how t is drawn at each step
+    weighting: Weighting = "sds"  # w(t): 1−ᾱ ("sds"), 1 ("uniform"), √ᾱ(1−ᾱ) ("fantasia3d")
 
 
 class NFSD(GuidanceMethod):

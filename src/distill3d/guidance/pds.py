@@ -52,10 +52,10 @@ from distill3d.priors.base import Prior
 
 @dataclass(frozen=True)
 class PDSConfig:
-    guidance_scale: float = 100.0
+    guidance_scale: float = 100.0  # CFG s (the UDS paper's comparison: 100)
     form: Literal["paper", "code"] = "paper"  # exact x_{t−1} posterior, or the authors' code (see above)
-    timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)
-    weighting: Weighting = "uniform"
+    timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)  # how t is drawn at each step
+    weighting: Weighting = "uniform"  # w(t): 1−ᾱ ("sds"), 1 ("uniform"), √ᾱ(1−ᾱ) ("fantasia3d")
 
 
 def _bcast(v: Tensor) -> Tensor:

@@ -38,9 +38,9 @@ from distill3d.core.cameras import view_prompt
 class Decay:
     """f(r) = alpha · exp(−beta · r) + gamma (threestudio's ``shifted_expotional_decay``)."""
 
-    alpha: float
-    beta: float
-    gamma: float
+    alpha: float  # scale of the exponential
+    beta: float  # its rate
+    gamma: float  # the offset
 
     def __call__(self, r: float) -> float:
         return self.alpha * math.exp(-self.beta * r) + self.gamma
@@ -50,11 +50,11 @@ class Decay:
 class PerpNegCurves:
     """threestudio's defaults; f_fs(1) = 0: a view straight from the front is not pushed off "front"."""
 
-    f_fs: Decay = field(default_factory=lambda: Decay(4.0, 0.5, -2.426))
-    f_sf: Decay = field(default_factory=lambda: Decay(4.0, 0.5, -2.426))
-    f_sb: Decay = field(default_factory=lambda: Decay(1.0, 0.5, -0.606))
-    f_fsb: Decay = field(default_factory=lambda: Decay(1.0, 0.5, 0.967))
-    overhead_elevation: float = 60.0
+    f_fs: Decay = field(default_factory=lambda: Decay(4.0, 0.5, -2.426))  # weight of "front" for front-side views
+    f_sf: Decay = field(default_factory=lambda: Decay(4.0, 0.5, -2.426))  # weight of "side" for front-side views
+    f_sb: Decay = field(default_factory=lambda: Decay(1.0, 0.5, -0.606))  # weight of "side" for side-back views
+    f_fsb: Decay = field(default_factory=lambda: Decay(1.0, 0.5, 0.967))  # weight of "front" for side-back views
+    overhead_elevation: float = 60.0  # elevation (degrees) above which a view is "overhead"
 
 
 @dataclass(frozen=True)

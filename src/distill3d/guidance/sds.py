@@ -42,11 +42,11 @@ class SDSConfig:
     guidance_scale: float = 100.0  # s, standard CFG form (threestudio's 100 would be 101)
     negative_prompt: str = ""  # the unconditional branch ∅ ("" = empty prompt)
     view_dependent: bool = True  # append ", front/side/back/overhead view"
-    timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)
-    weighting: Weighting = "sds"
+    timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)  # how t is drawn at each step
+    weighting: Weighting = "sds"  # w(t): 1−ᾱ ("sds"), 1 ("uniform"), √ᾱ(1−ᾱ) ("fantasia3d")
     grad_clamp: Schedule | None = None  # element-wise |g| ≤ value(step), None: no clamp
     perp_neg: bool = False  # Perp-Neg with the other views' prompts as negatives (needs view_dependent)
-    perp_neg_curves: PerpNegCurves = field(default_factory=PerpNegCurves)
+    perp_neg_curves: PerpNegCurves = field(default_factory=PerpNegCurves)  # Perp-Neg's view weights f(r)
 
     def __post_init__(self) -> None:
         if self.perp_neg and not self.view_dependent:

@@ -8,9 +8,11 @@ Generation (Eq. 16-18, Alg. 1 lines 13-19): one ε, z_t and z_{t−c} noised fro
     g = w(t)·[(x̂0^t − x̂0^{t−c}) + s·(δ_cls(z_t; y) − δ_cls(z_t; y_neg))]          (Eq. 17, with y_neg)
 with s = 7.5 and interval c (ISM-like, 80-100). The order x̂0^t − x̂0^{t−c} is the paper's (Eq. 16, Alg. 1
 line 17). Note what it implies: x̂0^t − x̂0^{t−c} = η_t(ε − ε̂_t) − η_{t−c}(ε − ε̂_{t−c}) with
-η = √((1−ᾱ)/ᾱ), whose leading part has the opposite sign of SDS's reconstruction term ε̂(∅) − ε.
-t − c is clamped at 0. x̂0 is the one-step Tweedie estimate. All rows [z_t: y, ∅, (y_neg)] + [z_{t−c}: ∅]
-go in one call.
+η = √((1−ᾱ)/ᾱ), whose leading part has the opposite sign of SDS's reconstruction term ε̂(∅) − ε; so
+``reconstruction="reversed"`` uses x̂0^{t−c} − x̂0^t instead, to measure which sign works rather than argue.
+t − c is clamped at 0. x̂0 is the one-step Tweedie estimate (Eq. 10), or with ``x0_steps = K > 1`` the DDIM
+process of Eq. 15 (Alg. 1 line 17: "via Eq. (10) or Eq. (15)"), run for both z_t and z_{t−c}. All rows
+[z_t: y, ∅, (y_neg)] + [z_{t−c}: ∅] go in one call, then K − 1 more calls for the DDIM x̂0.
 
 Editing (Eq. 14, Alg. 1 lines 4-10): the source render z_src of the original asset and the current render
 z_tgt from the same camera, same ε and t:
@@ -18,12 +20,15 @@ z_tgt from the same camera, same ε and t:
 x̂0 from unconditional predictions: Tweedie's one step (Eq. 10, default), or with ``x0_steps = K > 1`` the
 paper's deterministic DDIM process (Eq. 15) run from t to 0 in K steps (τ_k = ⌊t (K−k)/K⌋, the last step
 to ᾱ = 1, which is Tweedie at τ_{K−1}); its first step reuses ε̂(z_t; ∅), each further step is one call
-over the target and source rows together (K calls per step in all).
+over the target and source rows together (K calls per step in all). Eq. 15 is written for unit steps
+t → t − 1; a step τ_k → τ_{k+1} here is the same update, x_{τ'} = √ᾱ_{τ'} x̂0(x_τ, ε̂(x_τ; τ, ∅)) +
+√(1−ᾱ_{τ'}) ε̂(x_τ; τ, ∅), on a grid of K steps (K = t is Eq. 15 step by step).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -54,12 +59,20 @@ from distill3d.priors.base import Condition, Prior
 
 @dataclass(frozen=True)
 class UDSConfig:
-    guidance_scale: float = 7.5  # s
-    interval: int = 80  # c, in timesteps
-    negative_prompt: str | None = None  # y_neg of Eq. 17; None: Eq. 16
-    view_dependent: bool = True
-    timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)
-    weighting: Weighting = "sds"
+    guidance_scale: float = 7.5  # s of the classifier term (paper: 7.5)
+    interval: int = 80  # c, in timesteps (paper: ISM-like, 80-100)
+    negative_prompt: str | None = None  # y_neg of Eq. 17; none: Eq. 16
+    #: Order of the reconstruction term: x̂0^t − x̂0^{t−c} ("paper", Eq. 16, Alg. 1 line 17) or
+    #: x̂0^{t−c} − x̂0^t ("reversed", whose leading part has the sign of SDS's ε̂(∅) − ε).
+    reconstruction: Literal["paper", "reversed"] = "paper"
+    x0_steps: int = 1  # x̂0 in this many DDIM steps to 0 (Eq. 15); 1 is Tweedie's one step (Eq. 10)
+    view_dependent: bool = True  # view suffix on y
+    timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)  # how t is drawn at each step
+    weighting: Weighting = "sds"  # w(t) of Eq. 19
+
+    def __post_init__(self) -> None:
+        if self.x0_steps < 1:
+            raise UserError(f"x0_steps must be at least 1, got {self.x0_steps}")
 
 
 @dataclass
@@ -71,10 +84,9 @@ class UDSDiagnostics(Diagnostics):
 class UDS(GuidanceMethod):
     """UDS for text-to-3D generation (Eq. 16/17)."""
 
-    prior_calls_per_step = 1
-
     def __init__(self, config: UDSConfig | None = None) -> None:
         self.config = config or UDSConfig()
+        self.prior_calls_per_step = self.config.x0_steps
 
     def extra_texts(self) -> list[str]:
         return [self.config.negative_prompt] if self.config.negative_prompt is not None else []
@@ -93,21 +105,24 @@ class UDS(GuidanceMethod):
             groups.append((z_t, t, [Condition(c.negative_prompt)] * b))  # ε̂(z_t; y_neg)
         preds = predict_groups(prior, groups)
         eps_y, eps_null, eps_prev_null = preds[0], preds[1], preds[2]
-        recon = predict_x0(z_t, eps_null, n.abar) - predict_x0(z_prev, eps_prev_null, abar_prev)  # Δx̂0, Eq. 16
+        x0_t, x0_prev = _ddim_x0(prior, torch.cat([z_t, z_prev]), torch.cat([eps_null, eps_prev_null]),
+                                 torch.cat([t, t_prev]), c.x0_steps).chunk(2)  # Eq. 10 (K = 1) or Eq. 15
+        recon = x0_t - x0_prev if c.reconstruction == "paper" else x0_prev - x0_t  # Δx̂0, Eq. 16
         delta_cls = eps_y - eps_null  # δ_cls(z_t; y), Eq. 5
         if c.negative_prompt is not None:
             delta_cls = delta_cls - (preds[3] - eps_null)  # − δ_cls(z_t; y_neg), Eq. 17
         cls_term = c.guidance_scale * delta_cls
         grad = weight(c.weighting, n.abar) * (recon + cls_term)  # Eq. 18-19
-        return finish(grad, t, 1, len(groups) * b, UDSDiagnostics(per_view_norm(recon), per_view_norm(cls_term)))
+        evals = len(groups) * b + (c.x0_steps - 1) * 2 * b
+        return finish(grad, t, c.x0_steps, evals, UDSDiagnostics(per_view_norm(recon), per_view_norm(cls_term)))
 
 
 @dataclass(frozen=True)
 class UDSEditConfig:
-    guidance_scale: float = 7.5
+    guidance_scale: float = 7.5  # s of the classifier terms (paper: 7.5, where DDS and PDS use 100)
     x0_steps: int = 1  # x̂0 in this many DDIM steps t → 0 (Eq. 15); 1 is Tweedie's one step (Eq. 10)
-    timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)
-    weighting: Weighting = "sds"
+    timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)  # how t is drawn at each step
+    weighting: Weighting = "sds"  # w(t) of Eq. 19
 
     def __post_init__(self) -> None:
         if self.x0_steps < 1:

@@ -26,6 +26,7 @@ from distill3d.pipeline.config import RunConfig, resolve_run_config
 from distill3d.pipeline.generate import (
     VIEW_AZIMUTHS,
     VIEW_ELEVATION,
+    PreviewCallback,
     RunResult,
     check_out_dir,
     check_prompt,
@@ -72,9 +73,10 @@ def _check_texts(source_prompt: str, prompt: str, prior_kind: str) -> None:
 
 def edit(source: str | Path, source_prompt: str, prompt: str, cfg: RunConfig, method_overrides: dict[str, str],
          out_dir: str | Path, prior_spec: PriorSpec = DEFAULT_PRIOR, prior: Prior | None = None,
-         resume: bool = False, progress: bool = True) -> RunResult:
+         resume: bool = False, progress: bool = True, on_preview: PreviewCallback | None = None) -> RunResult:
     """Edit the asset at ``source`` (described by ``source_prompt``) toward ``prompt`` with ``cfg.method``
-    (an edit method; ``cfg`` from :func:`resolve_edit_config`) and write the run directory ``out_dir``."""
+    (an edit method; ``cfg`` from :func:`resolve_edit_config`) and write the run directory ``out_dir``.
+    ``on_preview`` is called with the edited asset every ``cfg.preview_every`` steps (a live viewer)."""
     out_dir = Path(out_dir)
     _check_texts(source_prompt, prompt, prior_spec.kind)
     source_file, entry = find_representation_file(source)
@@ -103,7 +105,8 @@ def edit(source: str | Path, source_prompt: str, prompt: str, cfg: RunConfig, me
         write_json_atomic(preset_path, preset)
 
     rep, state, seconds, export_seconds, files, judge = optimise_and_export(
-        prompt, cfg, method, prior, prior_spec, out_dir, resume, progress, EditSource(rep_source, source_prompt))
+        prompt, cfg, method, prior, prior_spec, out_dir, resume, progress, EditSource(rep_source, source_prompt),
+        on_preview=on_preview)
     files["before_after"] = save_before_after(rep_source, rep, VIEW_AZIMUTHS, VIEW_ELEVATION, cfg.export_size,
                                               out_dir / BEFORE_AFTER).name
     files["turntable_before_after"] = save_turntable_side_by_side(
@@ -111,7 +114,7 @@ def edit(source: str | Path, source_prompt: str, prompt: str, cfg: RunConfig, me
         size=cfg.export_size).name
     judge_source = None
     if knows_toy_world(prior_spec.kind):
-        from distill3d.pipeline.evaluate import judge_representation
+        from distill3d.evaluation.toy import judge_representation
 
         judge_source = judge_representation(rep_source, source_prompt)
     head = {"kind": "edit", "prompt": prompt, "source_prompt": source_prompt, "source": str(source_file),

@@ -15,14 +15,15 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from distill3d.core.cameras import orbit
-from distill3d.core.errors import UserError, shorten
+from distill3d.core.errors import UserError, check_out_path, shorten
 from distill3d.core.io import write_json_atomic
 from distill3d.export.gltf import write_glb
 from distill3d.export.images import image_grid, save_png, to_uint8
@@ -50,10 +51,11 @@ class RunResult:
     out_dir: Path
     seconds: float
     state: LoopState
-    judge: dict | None  # toy prior only: judged views, see pipeline.evaluate
+    judge: dict | None  # toy prior only: judged views, see evaluation.toy
 
 
 def check_out_dir(out_dir: Path, resume: bool) -> None:
+    check_out_path("--out", out_dir, folder=True)
     if (out_dir / RUN_FILE).exists():
         raise UserError(f"{out_dir} already holds a finished run; choose another --out")
     if (out_dir / CHECKPOINT).exists() and not resume:
@@ -125,18 +127,34 @@ def check_method_texts(method: GuidanceMethod, name: str, prior_kind: str) -> No
                             f"read ({err}); set it to a caption the prior knows with --set, or use --prior sd") from None
 
 
+@contextmanager
+def timed(split: dict[str, float], key: str) -> Iterator[None]:
+    """Add the seconds the block takes to ``split[key]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        split[key] = split.get(key, 0.0) + time.perf_counter() - start
+
+
 def export_run(rep: Representation, out_dir: Path, mesh_resolution: int = 64, view_size: int = 128,
-               turntable_frames: int = 36, judge: dict | None = None) -> dict[str, str]:
+               turntable_frames: int = 36, judge: dict | None = None,
+               split: dict[str, float] | None = None) -> dict[str, str]:
     """Write the representation, its mesh, the view grid (captioned with ``judge``'s verdicts when given)
-    and the turntable; return the file names."""
-    files = {entry_of(rep).name: rep.save(out_dir / rep.file_name).name}
-    mesh = extract_mesh(rep, resolution=mesh_resolution)
-    files["glb"] = write_glb(mesh, out_dir / "mesh.glb").name
-    files["obj"] = write_obj(mesh, out_dir / "mesh.obj").name
-    views = to_uint8(render_views(rep, orbit(len(VIEW_AZIMUTHS), VIEW_ELEVATION), view_size))
-    files["views"] = save_views_png(views, VIEW_AZIMUTHS, VIEW_ELEVATION, judge, out_dir / "views.png").name
-    files["turntable"] = save_turntable(rep, out_dir / "turntable.mp4", frames=turntable_frames,
-                                        elevation=VIEW_ELEVATION, size=view_size).name
+    and the turntable; return the file names. ``split`` collects the seconds of each part."""
+    split = {} if split is None else split
+    with timed(split, "asset"):
+        files = {entry_of(rep).name: rep.save(out_dir / rep.file_name).name}
+    with timed(split, "mesh"):
+        mesh = extract_mesh(rep, resolution=mesh_resolution)
+        files["glb"] = write_glb(mesh, out_dir / "mesh.glb").name
+        files["obj"] = write_obj(mesh, out_dir / "mesh.obj").name
+    with timed(split, "views"):
+        views = to_uint8(render_views(rep, orbit(len(VIEW_AZIMUTHS), VIEW_ELEVATION), view_size))
+        files["views"] = save_views_png(views, VIEW_AZIMUTHS, VIEW_ELEVATION, judge, out_dir / "views.png").name
+    with timed(split, "turntable"):
+        files["turntable"] = save_turntable(rep, out_dir / "turntable.mp4", frames=turntable_frames,
+                                            elevation=VIEW_ELEVATION, size=view_size).name
     return files
 
 
@@ -167,9 +185,10 @@ def generate(prompt: str, cfg: RunConfig, method_overrides: dict[str, str], out_
 
 def optimise_and_export(prompt: str, cfg: RunConfig, method: GuidanceMethod, prior: Prior, prior_spec: PriorSpec,
                         out_dir: Path, resume: bool, progress: bool, source: EditSource | None = None,
-                        on_preview: PreviewCallback | None = None) -> tuple[Representation, LoopState, float, float, dict[str, str], dict | None]:
+                        on_preview: PreviewCallback | None = None) -> tuple[Representation, LoopState, float, dict[str, float], dict[str, str], dict | None]:
     """The loop with a progress bar and previews, then the exports and (toy prior) the judge. Returns the
-    asset, the loop state, seconds in all and in the exports, the files written and the judgement."""
+    asset, the loop state, seconds in all, seconds of each export (and the judge), the files written and
+    the judgement."""
     start = time.perf_counter()
     bar = None
 
@@ -182,10 +201,10 @@ def optimise_and_export(prompt: str, cfg: RunConfig, method: GuidanceMethod, pri
                             f"stopped before saving this step; {kept}; lower guidance_scale or the learning "
                             f"rates with --set and start a new run", exit_code=1)
         if progress:
-            if bar is None:  # created at the first step run (a resumed run starts part-way: rates stay true)
-                from tqdm import tqdm
+            if bar is None:  # created as the first step of this session ends, that step counted as done:
+                from tqdm import tqdm  # the rate is of the steps run since (a resumed run starts part-way)
 
-                bar = tqdm(total=cfg.steps, initial=step - 1, desc=cfg.method, unit="step")
+                bar = tqdm(total=cfg.steps, initial=step, desc=cfg.method, unit="step")
             bar.set_postfix(loss=f"{log['loss']:.3g}", t=int(log["t"]), refresh=False)
             bar.update(step - bar.n)
 
@@ -201,28 +220,30 @@ def optimise_and_export(prompt: str, cfg: RunConfig, method: GuidanceMethod, pri
     finally:  # an error message must not be glued to a progress bar
         if bar is not None:
             bar.close()
-    export_start = time.perf_counter()
+    split: dict[str, float] = {}
     judge = None
     if knows_toy_world(prior_spec.kind):
-        from distill3d.pipeline.evaluate import judge_representation
+        from distill3d.evaluation.toy import judge_representation
 
-        judge = judge_representation(rep, prompt)
-    files = export_run(rep, out_dir, cfg.mesh_resolution, cfg.export_size, cfg.turntable_frames, judge)
-    files["curves"] = save_curves_png(state.history, out_dir / "curves.png").name
-    now = time.perf_counter()
-    return rep, state, now - start, now - export_start, files, judge
+        with timed(split, "judge"):
+            judge = judge_representation(rep, prompt)
+    files = export_run(rep, out_dir, cfg.mesh_resolution, cfg.export_size, cfg.turntable_frames, judge, split)
+    with timed(split, "curves"):
+        files["curves"] = save_curves_png(state.history, out_dir / "curves.png").name
+    return rep, state, time.perf_counter() - start, split, files, judge
 
 
 def write_run_file(out_dir: Path, head: dict, cfg: RunConfig, prior_spec: PriorSpec, state: LoopState,
-                   seconds: float, export_seconds: float, files: dict[str, str], judge: dict | None) -> None:
+                   seconds: float, export_seconds: dict[str, float], files: dict[str, str], judge: dict | None) -> None:
     """``run.json``: ``head`` (prompt, method, ...), then what every run records."""
     t = state.timings
     write_json_atomic(out_dir / RUN_FILE, {
-        **head, "seed": cfg.seed, "steps": cfg.steps,
+        **head, "seed": cfg.seed, "steps": cfg.steps, "steps_run": state.step, "converged_at": state.converged_at,
         "views_per_step": cfg.views_per_step, "prior": prior_spec.kind,
         "seconds": {"total_this_session": round(seconds, 3), "optimisation": round(t.total(), 3),
                     "render": round(t.render, 3), "prior": round(t.prior, 3), "backward": round(t.backward, 3),
-                    "other": round(t.other, 3), "export_and_judge": round(export_seconds, 3)},
+                    "other": round(t.other, 3), "export_and_judge": round(sum(export_seconds.values()), 3),
+                    "exports": {k: round(v, 3) for k, v in export_seconds.items()}},
         "prior_calls": state.prior_calls, "prior_evaluations": state.prior_evals,
         "files": files, "judge": judge, "history": state.history,
         "torch_threads": torch.get_num_threads(),

@@ -10,6 +10,7 @@
         loss     = ½‖z − sg(z − g)‖² / views            (backward time)
         optimizer step, method's own inner step, densification
         every N steps: checkpoint (atomic) and preview
+        every converge_every steps: the convergence check (stop once fixed-camera renders stay still)
 
 The loop sees the representation only through ``distill3d.scene.representation.Representation`` (built
 from the registry entry ``cfg.representation``, or a copy of the edit's source) and the method only through
@@ -31,11 +32,12 @@ from pathlib import Path
 
 import torch
 
+from distill3d.core.cameras import Cameras
 from distill3d.core.errors import UserError
 from distill3d.core.seed import seed_everything
 from distill3d.core.state import load_state, save_state
 from distill3d.guidance import GuidanceInput, GuidanceMethod, find_method, surrogate_loss
-from distill3d.pipeline.config import RunConfig, method_config_overrides, representation_config, run_keys
+from distill3d.pipeline.config import RunConfig, method_config, representation_config
 from distill3d.priors.base import Prior
 from distill3d.scene.control import control_maps
 from distill3d.scene.registry import representation_entry
@@ -66,6 +68,36 @@ class LoopState:
     prior_calls: int = 0
     prior_evals: int = 0
     history: list[dict[str, float]] = field(default_factory=list)  # per logged step: loss, grad norm, t
+    converged_at: int | None = None  # the step the early stop ended the run at (None: ran every step)
+
+
+#: Fixed cameras of the convergence check: four sides at the judge's elevation.
+CHECK_AZIMUTHS = (0.0, 90.0, 180.0, 270.0)
+CHECK_ELEVATION = 20.0
+
+
+@dataclass
+class Convergence:
+    """The documented early-stop criterion (``RunConfig.converge_*``): every ``converge_every`` steps the
+    asset is rendered (no gradient, no random draw, so the run's random stream is untouched) from
+    ``CHECK_AZIMUTHS`` at the prior's resolution; ``change`` is the mean absolute difference from the
+    previous check's renders. The run stops once ``converge_patience`` consecutive checks have
+    ``change < converge_tol`` and at least ``min_steps`` steps ran. Its state is checkpointed."""
+
+    previous: torch.Tensor | None = None  # [4, 3, S, S] the last check's renders
+    calm: int = 0  # consecutive checks below the tolerance
+
+    def check(self, rep: Representation, size: int, tol: float) -> float | None:
+        cams = Cameras.from_angles(list(CHECK_AZIMUTHS), CHECK_ELEVATION)
+        with torch.no_grad():
+            images = render(rep, cams, size).image.detach().clamp(0, 1)
+        change = None if self.previous is None else float((images - self.previous).abs().mean())
+        self.previous = images
+        self.calm = self.calm + 1 if change is not None and change < tol else 0
+        return change
+
+    def state_dict(self) -> dict:
+        return {"previous": self.previous, "calm": self.calm}
 
 
 @dataclass(frozen=True)
@@ -77,10 +109,10 @@ class EditSource:
 
 
 def build_method(cfg: RunConfig, method_overrides: dict[str, str], kind: str = "generate") -> GuidanceMethod:
-    """The registered ``cfg.method`` of ``kind`` with ``--set`` overrides of its config fields."""
+    """The registered ``cfg.method`` of ``kind`` built from ``cfg.method_config`` (or its preset) with the
+    method-level ``--set`` overrides applied (``distill3d.pipeline.config.method_config``)."""
     entry = find_method(cfg.method, kind)  # type: ignore[arg-type]
-    typed = method_config_overrides(entry.config_type, method_overrides, run_keys(cfg))
-    return entry.build(**typed)
+    return entry.cls(method_config(cfg, method_overrides, kind))  # type: ignore[arg-type]
 
 
 def build_optimizer(rep: Representation, cfg: RunConfig) -> torch.optim.Optimizer:
@@ -102,8 +134,11 @@ def _initial(cfg: RunConfig, source: EditSource | None, generator: torch.Generat
 
 
 def _save_checkpoint(path: Path, rep: Representation, opt: torch.optim.Optimizer, method: GuidanceMethod,
-                     prior: Prior, generator: torch.Generator, state: LoopState, densify) -> None:
+                     prior: Prior, generator: torch.Generator, state: LoopState, densify,
+                     convergence: Convergence) -> None:
     save_state(path, {
+        "convergence": convergence.state_dict(),
+        "converged_at": state.converged_at,
         "densify": densify.state_dict() if densify is not None else None,
         "step": state.step,
         "representation": rep.state_dict(),
@@ -146,6 +181,7 @@ def optimise(prompt: str, cfg: RunConfig, method: GuidanceMethod, prior: Prior, 
     opt = build_optimizer(rep, cfg)
     densify = rep.densifier(representation_config(cfg))
     state = LoopState()
+    convergence = Convergence()
     if ck is not None:
         opt.load_state_dict(ck["optimizer"])
         if densify is not None and ck["densify"] is not None:
@@ -153,7 +189,10 @@ def optimise(prompt: str, cfg: RunConfig, method: GuidanceMethod, prior: Prior, 
         generator.set_state(ck["rng"])
         torch.set_rng_state(ck["torch_rng"])
         state = LoopState(step=int(ck["step"]), timings=Timings(**ck["timings"]), prior_calls=int(ck["prior_calls"]),
-                          prior_evals=int(ck["prior_evals"]), history=list(ck["history"]))
+                          prior_evals=int(ck["prior_evals"]), history=list(ck["history"]),
+                          converged_at=ck.get("converged_at"))
+        if ck.get("convergence") is not None:
+            convergence = Convergence(ck["convergence"]["previous"], int(ck["convergence"]["calm"]))
     frozen = None
     if source is not None:
         frozen = source.representation.to(prior.device).requires_grad_(False).eval()
@@ -161,7 +200,7 @@ def optimise(prompt: str, cfg: RunConfig, method: GuidanceMethod, prior: Prior, 
     size = prior.image_size
     control_kind = getattr(prior, "control_kind", None)  # a ControlNet prior: exact maps of the renders
 
-    while state.step < cfg.steps:
+    while state.step < cfg.steps and state.converged_at is None:
         t0 = time.perf_counter()
         cams = sample_cameras(cfg.views_per_step, sampling, generator)
         out = render(rep, cams, size)
@@ -193,20 +232,30 @@ def optimise(prompt: str, cfg: RunConfig, method: GuidanceMethod, prior: Prior, 
         state.step += 1
         log = {"step": state.step, "loss": float(loss.detach()), "grad_norm": float(g.grad_norm.mean()),
                "t": float(g.t.float().mean())}
-        if state.step % 10 == 0 or state.step == 1:
+        checking = bool(cfg.converge_every) and state.step % cfg.converge_every == 0
+        if checking:
+            change = convergence.check(rep, size, cfg.converge_tol)
+            if change is not None:
+                log["change"] = change
+            if convergence.calm >= cfg.converge_patience and state.step >= cfg.min_steps:
+                state.converged_at = state.step
+        if state.step % 10 == 0 or state.step == 1 or checking:
+            if g.extras is not None:
+                log |= g.extras.scalars()  # e.g. AnchorDS' L_rec and keep-rate
             state.history.append(log)
         if on_step is not None:
             on_step(state.step, log)
         if on_preview is not None and cfg.preview_every and state.step % cfg.preview_every == 0:
             on_preview(state.step, rep)
-        if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < cfg.steps:
-            _save_checkpoint(ck_path, rep, opt, method, prior, generator, state, densify)
+        if (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < cfg.steps
+                and state.converged_at is None):
+            _save_checkpoint(ck_path, rep, opt, method, prior, generator, state, densify, convergence)
         t4 = time.perf_counter()
         state.timings.render += t1 - t0
         state.timings.prior += t2 - t1
         state.timings.backward += t3 - t2
         state.timings.other += t4 - t3
-    _save_checkpoint(ck_path, rep, opt, method, prior, generator, state, densify)
+    _save_checkpoint(ck_path, rep, opt, method, prior, generator, state, densify, convergence)
     return rep, state
 
 

@@ -16,7 +16,8 @@ from distill3d.scene.registry import REPRESENTATIONS
 GREY, GREEN, RED = (60, 60, 60), (0, 130, 0), (200, 0, 0)
 
 #: Titles of the history's keys; any other numeric key (e.g. an L_rec the loop logs) is plotted under its name.
-CURVE_TITLES = {"loss": "loss (surrogate)", "grad_norm": "gradient norm |g|", "t": "timestep t", "l_rec": "L_rec"}
+CURVE_TITLES = {"loss": "loss (surrogate)", "grad_norm": "gradient norm |g|", "t": "timestep t", "l_rec": "L_rec",
+                "change": "render change between checks (early stop)", "keep_rate": "views kept by the filter"}
 
 
 def view_captions(azimuths: list[float], elevation: float, judge: dict | None) -> list[Caption]:
@@ -64,7 +65,10 @@ _FILE_NOTES = {"views": "views labelled with the judge's verdict", "curves": "lo
 def run_summary(out_dir: Path, run: dict) -> str:
     """A one-screen summary of a finished run (its ``run.json`` as ``run``): time, judged match, files."""
     secs = run["seconds"]
-    head = (f"done: {run['prompt']!r} by {run['method']}, {run['steps']} steps in {secs['total_this_session']:.1f} s "
+    ran = run.get("steps_run", run["steps"])
+    steps = (f"{ran} steps (converged; at most {run['steps']})" if run.get("converged_at") is not None
+             else f"{ran} steps")
+    head = (f"done: {run['prompt']!r} by {run['method']}, {steps} in {secs['total_this_session']:.1f} s "
             f"(optimisation {secs['optimisation']:.1f} s, exports and judge {secs['export_and_judge']:.1f} s)")
     lines = [head]
     judge = run.get("judge")

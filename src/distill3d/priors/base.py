@@ -12,12 +12,14 @@ returns ε-predictions, converting internally if its network predicts something 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
+
+from distill3d.core.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,46 @@ class Prior(Protocol):
         Raises ``KeyError`` listing the valid names when ``name`` is unknown.
         """
         ...
+
+
+class TrainableDenoiser(Protocol):
+    """A trainable copy of a prior's denoiser, ε̂_φ(z_t; t, y, π): VSD's camera-conditioned LoRA
+    (ProlificDreamer). It starts equal (or close) to the frozen prior and is trained by the method that asked
+    for it; the prior's own ``predict_noise`` is never changed by it.
+
+    ``predict_noise`` has the prior's signature and batching rules; ``Condition.camera`` (azimuth, elevation)
+    conditions it even where the frozen prior ignores cameras. It is differentiable w.r.t. ``parameters()``.
+    ``state_dict``/``load_state_dict`` hold exactly those parameters (a checkpoint's part)."""
+
+    def predict_noise(self, z_t: Tensor, t: Tensor, conditions: Sequence[Condition]) -> Tensor: ...
+
+    def parameters(self) -> Iterator[nn.Parameter]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+
+
+@runtime_checkable
+class TrainableDenoiserPrior(Protocol):
+    """The capability "has trainable parts": a prior that can hand out a :class:`TrainableDenoiser`.
+
+    A method that needs it (VSD) checks it with :func:`require_trainable_denoiser` when it is set up, so
+    a prior without it fails at start-up with a ``UserError``, not in the middle of a run."""
+
+    def trainable_denoiser(self, rank: int) -> TrainableDenoiser:
+        """A fresh trainable copy of the denoiser. ``rank`` is the LoRA rank; a prior whose trainable copy is
+        not a LoRA (an analytic test prior) may ignore it. Each call makes a new, independent copy."""
+        ...
+
+
+def require_trainable_denoiser(prior: object, method: str) -> TrainableDenoiserPrior:
+    """``prior`` as a :class:`TrainableDenoiserPrior`, or a ``UserError`` naming ``method``."""
+    if not isinstance(prior, TrainableDenoiserPrior):
+        raise UserError(f"{method} trains a copy of the prior's denoiser, and the prior "
+                        f"{type(prior).__name__} has no trainable parts (no trainable_denoiser): use the toy "
+                        "prior or Stable Diffusion")
+    return prior
 
 
 def alphas_cumprod_scaled_linear(num_timesteps: int = 1000, beta_start: float = 0.00085,

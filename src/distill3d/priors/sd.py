@@ -21,7 +21,8 @@ Choices, in one place:
 - The image branch is computed without gradient to the image itself (renders are stop-gradient in every
   method); the adapter's K/V projections do receive gradients when the caller enables them
   (``adapter_layer(...).requires_grad_(True)``). Every other weight is frozen.
-- ``camera`` is ignored: SD has no camera input (view-dependent prompts are plain texts to this prior).
+- ``camera`` is ignored: SD has no camera input (view-dependent prompts are plain texts to this prior),
+  except by the camera-conditioned LoRA copy of ``trainable_denoiser`` (VSD).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from torch import Tensor, nn
 
 from distill3d.core.errors import UserError
 from distill3d.priors.base import Condition
+from distill3d.priors.lora import LoRADenoiser
 from distill3d.priors.sd_attention import IPRows, install_row_scaled_processors
 from distill3d.priors.weights import (
     CONTROLNET_WEIGHTS,
@@ -252,6 +254,17 @@ class StableDiffusionPrior(nn.Module):
             valid = sorted(blocks) or "none (no IP-Adapter loaded)"
             raise KeyError(f"no image-adapter layer {name!r}; valid names: {valid}")
         return nn.ModuleList(blocks[name])
+
+    def trainable_denoiser(self, rank: int = 4) -> LoRADenoiser:
+        """VSD's ε̂_φ as ProlificDreamer trains it: a rank-``rank`` LoRA (float32) on the q/k/v/out
+        projections of every UNet attention (self- and cross-attention; diffusers' LoRA attention processors
+        adapt the same four) and a camera embedding added to the UNet's timestep embedding, as ProlificDreamer's
+        camera-conditioned LoRA UNet does through its class embedding (``distill3d.priors.lora``). The
+        IP-Adapter's K/V and the ControlNet are left alone. Starts equal to this prior."""
+        linears = {name: m for name, m in self.unet.named_modules() if isinstance(m, nn.Linear)
+                   and name.endswith((".to_q", ".to_k", ".to_v", ".to_out.0"))}
+        dim = self.unet.time_embedding.linear_2.out_features
+        return LoRADenoiser(self.predict_noise, linears, self.unet.time_embedding, dim, rank, self._device)
 
     # ---- pieces ---------------------------------------------------------------------------------
 

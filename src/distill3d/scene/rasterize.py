@@ -14,7 +14,10 @@ How it avoids the dense [pixels x Gaussians] product (``scene/reference.py`` is 
    while a per-pixel log-transmittance buffer accumulates; pairs (and whole scanlines) on pixels whose
    transmittance already fell below ``min_transmittance`` (3DGS: 1e-4) before the chunk are dropped.
 3. One integer sort of the surviving pairs by (pixel, depth) makes each pixel's list a contiguous
-   segment; T_i is a segmented exclusive cumulative sum of log(1 - alpha) (float64).
+   segment; T_i is a segmented exclusive cumulative sum of log(1 - alpha) (one float64 cumulative sum
+   read at the segment bounds, which are found once per render).
+All cameras of a batch go through these steps together, as one stack of images (one sort, one
+compositing call), instead of one camera after another.
 4. ``_Composite`` evaluates the surviving pairs with a hand-written backward (3DGS's gradient formulas),
    so autograd stores no per-op intermediates; per-Gaussian values enter through one packed gather.
 """
@@ -43,35 +46,47 @@ class RasterConfig:
 
 @dataclass(frozen=True)
 class _Pairs:
-    """Depth-ordered (pixel, Gaussian) pairs of one camera, grouped by pixel."""
+    """Depth-ordered (pixel, Gaussian) pairs, grouped by pixel: each pixel's pairs are one contiguous
+    segment ``first[i] .. last[i]``."""
 
     pixel: Tensor  # [P] int64, row * size + column, non-decreasing
-    gaussian: Tensor  # [P] int64, index into the camera's depth-sorted visible Gaussians
+    gaussian: Tensor  # [P] int64, index into the ordered visible Gaussians given to _sorted_pairs
+    first: Tensor  # [P] int64, index of the first pair of pair i's pixel
+    last: Tensor  # [P] int64, index of the last pair of pair i's pixel
 
 
 def rasterize(proj: Projected, opacities: Tensor, colors: Tensor, size: int, background: Tensor,
               config: RasterConfig = RasterConfig()) -> tuple[Tensor, Tensor, Tensor]:
     """Composite projected Gaussians. opacities [N], colors [B, N, 3], background [3]
-    -> image [B, 3, H, W], alpha [B, 1, H, W], expected depth [B, 1, H, W]."""
-    outs = [_rasterize_one(proj.means2d[b], proj.conics[b], proj.depths[b], proj.radii[b], opacities,
-                           colors[b], size, background, config) for b in range(proj.means2d.shape[0])]
-    return tuple(torch.stack(t) for t in zip(*outs))  # type: ignore[return-value]
+    -> image [B, 3, H, W], alpha [B, 1, H, W], expected depth [B, 1, H, W].
 
-
-def _rasterize_one(means2d: Tensor, conics: Tensor, depths: Tensor, radii: Tensor, opacities: Tensor,
-                   colors: Tensor, size: int, background: Tensor,
-                   config: RasterConfig) -> tuple[Tensor, Tensor, Tensor]:
+    All B cameras are rasterized in one pass (one pair list, one sort, one compositing call): camera b's
+    pixels are numbered b·H·W + row·W + column and its Gaussians b·N + i, so each pixel's list still holds
+    only its own camera's Gaussians in that camera's depth order. The front-to-back chunks of the early
+    termination interleave the cameras by depth rank (each chunk takes the next layer of every camera)."""
+    batch, n = proj.means2d.shape[:2]
+    means2d, conics = proj.means2d.reshape(batch * n, 2), proj.conics.reshape(batch * n, 3)
+    depths, radii = proj.depths.reshape(batch * n), proj.radii.reshape(batch * n)
+    camera = torch.arange(batch, device=radii.device).repeat_interleave(n)  # [B*N]
     visible = (radii > 0).nonzero().squeeze(1)
-    order = visible[torch.argsort(depths[visible].detach())]  # front to back
+    by_depth = visible[torch.argsort(depths[visible].detach())]
+    by_camera = by_depth[torch.argsort(camera[by_depth], stable=True)]  # camera-major, front to back
+    cam = camera[by_camera]
+    per_camera = torch.bincount(cam, minlength=batch)
+    rank = torch.arange(len(by_camera), device=cam.device) - (per_camera.cumsum(0) - per_camera)[cam]
+    order = by_camera[torch.argsort((rank.double() + 0.5) / per_camera[cam].double(), stable=True)]
+    opacity = opacities.repeat(batch)  # [B*N]
     pairs = _sorted_pairs(means2d[order].detach(), conics[order].detach(), radii[order],
-                          opacities[order].detach(), size, config)
-    pix = pairs.pixel  # [P]
-    packed = torch.cat([means2d, conics, opacities[:, None], depths[:, None], colors], dim=1)  # [N, 10]
-    sums = _Composite.apply(packed, order[pairs.gaussian], pix, size)  # [H*W, 5]: rgb, alpha, depth sum
-    rgb, acc, zsum = sums[:, :3], sums[:, 3], sums[:, 4]
-    image = rgb + (1.0 - acc)[:, None] * background.to(rgb.dtype)
+                          opacity[order].detach(), camera[order] * size, batch * size, size, config)
+    packed = torch.cat([means2d, conics, opacity[:, None], depths[:, None], colors.reshape(batch * n, 3)],
+                       dim=1)  # [B*N, 10]
+    sums = _Composite.apply(packed, order[pairs.gaussian], pairs, size, batch)  # [B*H*W, 5]
+    sums = sums.reshape(batch, size * size, 5)
+    rgb, acc, zsum = sums[..., :3], sums[..., 3], sums[..., 4]
+    image = rgb + (1.0 - acc)[..., None] * background.to(rgb.dtype)
     depth = zsum / acc.clamp_min(1e-10)
-    return (image.T.reshape(3, size, size), acc.reshape(1, size, size), depth.reshape(1, size, size))
+    return (image.transpose(1, 2).reshape(batch, 3, size, size), acc.reshape(batch, 1, size, size),
+            depth.reshape(batch, 1, size, size))
 
 
 class _Composite(torch.autograd.Function):
@@ -82,40 +97,44 @@ class _Composite(torch.autograd.Function):
 
         dL/dalpha_i = T_i v_i - (sum_{j>i} w_j v_j) / (1 - alpha_i)      (as 3DGS's backward.cu)
 
+    Both segment sums come from one global float64 cumulative sum C over all pairs, read at the segment
+    bounds: sum_{j<i} x_j = C_{i-1} - C_{first-1} and sum_{j>i} x_j = C_{last} - C_i.
+
     then the chain rule through alpha = o exp(-power) and power = 1/2 (a dx^2 + c dy^2) + b dx dy.
     ``packed`` rows are (mx, my, a, b, c, opacity, z, r, g, b); the backward returns its gradient.
     """
 
     @staticmethod
-    def forward(ctx, packed: Tensor, gauss: Tensor, pix: Tensor, size: int) -> Tensor:
+    def forward(ctx, packed: Tensor, gauss: Tensor, pairs: _Pairs, size: int, batch: int) -> Tensor:
+        pix = pairs.pixel
         pp = torch.index_select(packed, 0, gauss)  # [P, 10]
         mx, my, a, b, c, opacity, z = pp[:, :7].unbind(-1)
         dx = (pix % size).to(pp.dtype) + 0.5 - mx
-        dy = torch.div(pix, size, rounding_mode="floor").to(pp.dtype) + 0.5 - my
+        dy = (torch.div(pix, size, rounding_mode="floor") % size).to(pp.dtype) + 0.5 - my  # row in its camera
         power = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
         falloff = torch.exp(-power)
         raw = opacity * falloff
         inside = (power >= 0) & (power <= MAX_POWER)
         alpha = torch.where(inside, raw.clamp_max(MAX_ALPHA), 0.0)
-        trans = torch.exp(_segment_exclusive_cumsum(torch.log1p(-alpha).double(), pix)).to(pp.dtype)
+        trans = torch.exp(_sum_before(torch.log1p(-alpha).double(), pairs.first)).to(pp.dtype)
         weight = alpha * trans
         sums = torch.empty(len(pix), 5, dtype=pp.dtype, device=pp.device)  # filled column-wise: no cat
         torch.mul(weight[:, None], pp[:, 7:], out=sums[:, :3])
         sums[:, 3] = weight
         torch.mul(weight, z, out=sums[:, 4])
-        ctx.save_for_backward(pp, gauss, pix, dx, dy, falloff, alpha, trans, inside & (raw <= MAX_ALPHA))
+        ctx.save_for_backward(pp, gauss, pix, pairs.last, dx, dy, falloff, alpha, trans, inside & (raw <= MAX_ALPHA))
         ctx.n_rows = packed.shape[0]
-        return sums.new_zeros(size * size, 5).index_add_(0, pix, sums)
+        return sums.new_zeros(batch * size * size, 5).index_add_(0, pix, sums)
 
     @staticmethod
     def backward(ctx, grad_sums: Tensor):
-        pp, gauss, pix, dx, dy, falloff, alpha, trans, active = ctx.saved_tensors
+        pp, gauss, pix, last, dx, dy, falloff, alpha, trans, active = ctx.saved_tensors
         a, b, c, _, z = pp[:, 2:7].unbind(-1)
         g = torch.index_select(grad_sums, 0, pix)  # [P, 5]
         g_rgb, g_acc, g_z = g[:, :3], g[:, 3], g[:, 4]
         weight = alpha * trans
         v = (pp[:, 7:] * g_rgb).sum(-1) + g_acc + z * g_z
-        behind = _segment_exclusive_cumsum((weight * v).flip(0).double(), pix.flip(0)).flip(0).to(v.dtype)
+        behind = _sum_after((weight * v).double(), last).to(v.dtype)
         g_alpha = trans * v - behind / (1.0 - alpha)
         g_opacity = torch.where(active, g_alpha * falloff, 0.0)
         g_power = torch.where(active, -g_alpha * alpha, 0.0)
@@ -130,25 +149,43 @@ class _Composite(torch.autograd.Function):
         grad_pp[:, 6] = weight * g_z
         torch.mul(weight[:, None], g_rgb, out=grad_pp[:, 7:])
         grad_packed = grad_sums.new_zeros(ctx.n_rows, 10).index_add_(0, gauss, grad_pp)
-        return grad_packed, None, None, None
+        return grad_packed, None, None, None, None
 
 
-def _segment_exclusive_cumsum(values: Tensor, segments: Tensor) -> Tensor:
-    """Exclusive cumulative sum restarted at every change of ``segments`` (sorted). [P] -> [P]"""
+def _sum_before(values: Tensor, first: Tensor) -> Tensor:
+    """sum_{first_i <= j < i} values_j: the exclusive sum within each pair's segment. [P] -> [P]"""
     if values.numel() == 0:
         return values
-    excl = values.cumsum(0) - values
+    excl = values.cumsum(0) - values  # C_{i-1}
+    return excl - excl[first]
+
+
+def _sum_after(values: Tensor, last: Tensor) -> Tensor:
+    """sum_{i < j <= last_i} values_j: what follows each pair within its segment. [P] -> [P]"""
+    if values.numel() == 0:
+        return values
+    incl = values.cumsum(0)  # C_i
+    return incl[last] - incl
+
+
+def _segment_bounds(segments: Tensor) -> tuple[Tensor, Tensor]:
+    """For sorted ``segments`` [P]: the index of the first and of the last element of each one's run."""
+    count = segments.numel()
     is_start = torch.ones_like(segments, dtype=torch.bool)
     is_start[1:] = segments[1:] != segments[:-1]
-    segment_id = is_start.cumsum(0) - 1
-    return excl - excl[is_start][segment_id]
+    starts = is_start.nonzero().squeeze(1)
+    ends = torch.cat([starts[1:] - 1, starts.new_tensor([count - 1])]) if count else starts
+    run = is_start.cumsum(0) - 1
+    return starts[run], ends[run]
 
 
 @torch.no_grad()
-def _sorted_pairs(means2d: Tensor, conics: Tensor, radii: Tensor, opacities: Tensor, size: int,
-                  config: RasterConfig) -> _Pairs:
+def _sorted_pairs(means2d: Tensor, conics: Tensor, radii: Tensor, opacities: Tensor, row_offset: Tensor,
+                  rows: int, size: int, config: RasterConfig) -> _Pairs:
     """Every (pixel, Gaussian) pair inside the 3-sigma ellipse that is not behind T < min_transmittance,
-    sorted by pixel then depth. Inputs are the camera's visible Gaussians in depth order.
+    sorted by pixel then list position. Inputs are the visible Gaussians, each camera's in its depth order;
+    ``row_offset`` [N] is the first image row of each one's camera in a stack of ``rows`` rows of ``size``
+    pixels (b·size for camera b), so pixel indices are global over the stack.
 
     Gaussians are visited front to back in chunks while a per-pixel log-transmittance buffer accumulates;
     a pair is dropped when its pixel's buffer was already below log(min_transmittance) before its chunk,
@@ -156,15 +193,15 @@ def _sorted_pairs(means2d: Tensor, conics: Tensor, radii: Tensor, opacities: Ten
     and scanlines whose pixels are all finished are not even expanded.
     """
     n = means2d.shape[0]
-    lines = _scanlines(means2d, conics, radii, opacities, size)
-    log_t = means2d.new_zeros(size * size)
+    lines = _scanlines(means2d, conics, radii, opacities, row_offset, size)
+    log_t = means2d.new_zeros(rows * size)
     log_min = torch.log(torch.tensor(config.min_transmittance)) if config.min_transmittance > 0 else None
     budget = min(config.max_pairs_per_chunk, max(65536, -(-int(lines.count.sum()) // config.depth_chunks)))
     keys = []
     for lo, hi in _chunks(lines.count, budget):
         count = lines.count[lo:hi]
         if log_min is not None:  # skip scanlines whose pixels are all finished already
-            count = torch.where(_alive_in_span(log_t >= log_min, lines.ids[lo:hi, 0], count, size) > 0, count, 0)
+            count = torch.where(_alive_in_span(log_t >= log_min, lines.ids[lo:hi, 0], count, rows, size) > 0, count, 0)
         total = int(count.sum())
         line = torch.repeat_interleave(torch.arange(lo, hi, device=count.device), count, output_size=total)
         k = _local_index(count, total)  # column offset within the scanline
@@ -180,7 +217,8 @@ def _sorted_pairs(means2d: Tensor, conics: Tensor, radii: Tensor, opacities: Ten
             log_t.index_add_(0, pix, torch.log1p(-alpha))
         keys.append((pix * n + gid)[alive])
     key = torch.sort(torch.cat(keys)).values if keys else radii.new_zeros(0)
-    return _Pairs(torch.div(key, n, rounding_mode="floor"), key % n)
+    pixel = torch.div(key, n, rounding_mode="floor")
+    return _Pairs(pixel, key % n, *_segment_bounds(pixel))
 
 
 @dataclass(frozen=True)
@@ -195,7 +233,8 @@ class _Scanlines:
     ids: Tensor  # [L, 2] int64 (pixel index of the first column, Gaussian index)
 
 
-def _scanlines(means2d: Tensor, conics: Tensor, radii: Tensor, opacities: Tensor, size: int) -> _Scanlines:
+def _scanlines(means2d: Tensor, conics: Tensor, radii: Tensor, opacities: Tensor, row_offset: Tensor,
+               size: int) -> _Scanlines:
     u, v = means2d.unbind(-1)
     r = radii.to(means2d.dtype)
     y0 = torch.ceil(v - r - 0.5).clamp(0, size - 1).long()
@@ -214,13 +253,14 @@ def _scanlines(means2d: Tensor, conics: Tensor, radii: Tensor, opacities: Tensor
     count = torch.where(disc >= 0, (x1 - x0 + 1).clamp_min(0), 0)
     offset = x0.to(u.dtype) + 0.5 - u[gid]
     coef = torch.stack([0.5 * a, b * dy, 0.5 * c * dy * dy, offset, opacities[gid]], dim=-1)
-    return _Scanlines(count, coef, torch.stack([row * size + x0, gid], dim=-1))
+    return _Scanlines(count, coef, torch.stack([(row_offset[gid] + row) * size + x0, gid], dim=-1))
 
 
-def _alive_in_span(alive: Tensor, start: Tensor, count: Tensor, size: int) -> Tensor:
-    """How many of the pixels start .. start + count - 1 (within one image row) are alive. [L]"""
-    per_row = alive.reshape(size, size).to(torch.int32).cumsum(1)
-    prefix = torch.cat([per_row.new_zeros(size, 1), per_row], dim=1).reshape(-1)  # [size * (size + 1)]
+def _alive_in_span(alive: Tensor, start: Tensor, count: Tensor, rows: int, size: int) -> Tensor:
+    """How many of the pixels start .. start + count - 1 (within one of ``rows`` rows of ``size``) are
+    alive. [L]"""
+    per_row = alive.reshape(rows, size).to(torch.int32).cumsum(1)
+    prefix = torch.cat([per_row.new_zeros(rows, 1), per_row], dim=1).reshape(-1)  # [rows * (size + 1)]
     row, col = torch.div(start, size, rounding_mode="floor"), start % size
     first = row * (size + 1) + col
     return prefix[first + count] - prefix[first]

@@ -18,6 +18,8 @@ from torch import Tensor, nn
 from distill3d.core.errors import UserError
 from distill3d.core.io import atomic_path, write_json_atomic
 from distill3d.priors.base import Condition, alphas_cumprod_cosine
+from distill3d.priors.lora import LoRADenoiser
+from distill3d.priors.toy.attention import Attention
 from distill3d.priors.toy.model import ModelConditions, ToyUNet, ToyUNetConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
@@ -52,11 +54,16 @@ def load_model(path: str | Path) -> ToyUNet:
 
     path = Path(path)
     if not path.is_file() or not config_path(path).is_file():
-        raise UserError(f"no toy prior weights at {path} (and {config_path(path).name} beside it); train and "
-                        "export them with `distill3d toy train ... --export PATH`")
-    cfg = ToyUNetConfig.from_json(json.loads(config_path(path).read_text())["model"])
-    model = ToyUNet(cfg)
-    model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+        what = (f"{path} exists but has no {config_path(path).name} beside it" if path.is_file()
+                else f"no toy prior weights at {path} (and {config_path(path).name} beside it)")
+        raise UserError(f"{what}; train and export them with `distill3d toy train ... --export PATH`")
+    try:
+        cfg = ToyUNetConfig.from_json(json.loads(config_path(path).read_text())["model"])
+        model = ToyUNet(cfg)
+        model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:  # not a toy prior's files
+        raise UserError(f"{path} is not a toy prior written by `distill3d toy train --export` "
+                        f"({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})") from None
     return model
 
 
@@ -161,3 +168,14 @@ class ToyPrior(nn.Module):
         if name not in layers:
             raise KeyError(f"unknown adapter layer {name!r}; valid names: {', '.join(layers)}")
         return layers[name]
+
+    def trainable_denoiser(self, rank: int = 4) -> LoRADenoiser:
+        """VSD's ε̂_φ: a rank-``rank`` LoRA on the q/k/v/out projections of every UNet attention (self and
+        text cross-attention; the image adapter's K/V are left alone) and a camera embedding added to the
+        timestep embedding (``distill3d.priors.lora``). The network's own camera input sees
+        ``Condition.camera`` as well. Starts equal to this prior."""
+        linears = {f"{name}.{proj}": getattr(m, proj) for name, m in self.model.named_modules()
+                   if isinstance(m, Attention) and name.split(".")[0] in ("down", "mid", "up")
+                   for proj in ("to_q", "to_k", "to_v", "to_out")}
+        return LoRADenoiser(self.predict_noise, linears, self.model.time_mlp, self.model.config.emb_dim, rank,
+                            self.device)

@@ -9,11 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from distill3d.cli.main import main
-from distill3d.core.errors import UserError
-from distill3d.export.ply import save_gaussians_ply
-from distill3d.pipeline.clip_eval import ClipEvalConfig, ClipScorer, clip_score_run
-from distill3d.pipeline.t3bench import (
+from distill3d.bench.clip_eval import ClipEvalConfig, ClipScorer, clip_score_run
+from distill3d.bench.t3bench import (
     FOVS_DEG,
     RADIUS,
     ImageRewardScorer,
@@ -26,6 +23,9 @@ from distill3d.pipeline.t3bench import (
     t3bench_quality,
     write_t3bench,
 )
+from distill3d.cli.main import main
+from distill3d.core.errors import UserError
+from distill3d.export.ply import save_gaussians_ply
 from distill3d.scene.gaussians import GaussianModel, rgb_to_sh_dc
 
 PROMPT = "A cactus with pink flowers"

@@ -6,10 +6,8 @@ import json
 
 import pytest
 
-from distill3d.cli.main import main
-from distill3d.core.errors import UserError
-from distill3d.pipeline import bench_edit as bench
-from distill3d.pipeline.bench_edit import (
+from distill3d.bench import edit as bench
+from distill3d.bench.edit import (
     EditPair,
     default_pairs,
     interval,
@@ -19,10 +17,12 @@ from distill3d.pipeline.bench_edit import (
     parse_pairs,
     truth_asset,
 )
+from distill3d.cli.main import main
+from distill3d.core.errors import UserError
 from distill3d.toyworld.grammar import ObjectSpec, parse_caption
 from distill3d.toyworld.judge import JudgeResult
 
-from .test_edit import lively_prior
+from .conftest import lively_prior
 
 
 def test_pairs_name_the_one_changed_object_and_attribute():

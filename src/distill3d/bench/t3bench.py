@@ -35,12 +35,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from distill3d.bench.clip_eval import ImageScorer, run_prompt, to_uint8_images
 from distill3d.core.cameras import MAX_ABS_ELEVATION, Cameras
 from distill3d.core.errors import UserError
 from distill3d.core.io import write_json_atomic, write_text_atomic
 from distill3d.export.load import load_representation
 from distill3d.export.mesh import extract_mesh
-from distill3d.pipeline.clip_eval import ImageScorer, run_prompt, to_uint8_images
 from distill3d.priors.weights import WeightsSpec, missing_message
 from distill3d.scene.render import render
 
