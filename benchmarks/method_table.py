@@ -18,7 +18,10 @@ from distill3d.bench.stats import bootstrap
 
 
 def table(paths: list[str], presets: set[str]) -> str:
-    rows = [r for p in paths for r in csv.DictReader(open(p)) if r["preset"] in presets]
+    rows = []
+    for path in paths:
+        with open(path, newline="") as f:
+            rows += [r for r in csv.DictReader(f) if r["preset"] in presets and not r.get("note")]
     lines = ["| method | runs | judged match [95% CI] | IoU | s / run (median) | prior calls / step | rows / step |",
              "|---|---|---|---|---|---|---|"]
     for method in dict.fromkeys(r["method"] for r in rows):

@@ -91,8 +91,8 @@ def main() -> None:
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     cols = ["wall", "wall_ratio_to_sds", "startup", "optimisation", *PARTS, "exports_and_judge",
             *sorted(k for k in keys if k.startswith("export:")), "steps_run", "match"]
-    lines = [f"Medians of {args.repeats} interleaved runs, `{args.prompt}`, {args.threads} threads, "
-             f"load average at the end {load:.1f}; seconds unless noted.", "",
+    lines = [(f"Medians of {args.repeats} interleaved runs, `{args.prompt}`, {args.threads} threads, "
+              f"load average at the end {load:.1f}; seconds unless noted."), "",
              "| variant/method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for key, med in table.items():
         lines.append(f"| {key} | " + " | ".join(

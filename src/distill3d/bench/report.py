@@ -212,7 +212,8 @@ def _fig_by_kind(t, methods, presets, kinds, metric, path) -> str:
             ivs = [bootstrap(t.values(metric, method=m, preset=p, **({} if g == "all" else {"kind": g})))
                    for g in groups]
             x = [i + (j - (len(methods) - 1) / 2) * width for i in range(len(groups))]
-            ax.bar([xi for xi, iv in zip(x, ivs) if iv], [iv.mean for iv in ivs if iv], width, label=m)
+            ax.bar([xi for xi, iv in zip(x, ivs) if iv], [iv.mean for iv in ivs if iv], width, label=m,
+                   color=f"C{j % 10}")  # one colour per method in every panel, whatever a panel lacks
             _errorbar(ax, x, ivs, fmt="none", ecolor="black", capsize=2, lw=0.8)
         ax.set_xticks(range(len(groups)), groups)
         ax.set_title(f"preset: {p}")
@@ -239,13 +240,13 @@ def _fig_paired(diffs, metric, path) -> str | None:
 def _fig_time(t, methods, presets, metric, path) -> str:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for m in methods:
+    for j, m in enumerate(methods):
         for p, marker in zip(presets, "os^dv"):
             q = {"method": m, "preset": p}
             secs, acc = t.values("seconds_total", **q), bootstrap(t.values(metric, **q))
             if secs and acc:
                 ax.errorbar([statistics.fmean(secs)], [acc.mean], yerr=[[acc.mean - acc.low], [acc.high - acc.mean]],
-                            fmt=marker, capsize=3, label=f"{m} ({p})")
+                            fmt=marker, capsize=3, label=f"{m} ({p})", color=f"C{j % 10}")
     ax.set_xlabel("seconds per run (optimisation, exports, judge)")
     ax.set_ylabel(metric)
     ax.legend(fontsize=7)

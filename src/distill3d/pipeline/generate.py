@@ -176,7 +176,7 @@ def generate(prompt: str, cfg: RunConfig, method_overrides: dict[str, str], out_
     if not resume:
         write_json_atomic(out_dir / PRESET_FILE, preset)
 
-    rep, state, seconds, export_seconds, files, judge = optimise_and_export(
+    _, state, seconds, export_seconds, files, judge = optimise_and_export(
         prompt, cfg, method, prior, prior_spec, out_dir, resume, progress, on_preview=on_preview)
     write_run_file(out_dir, {"prompt": prompt, "method": cfg.method}, cfg, prior_spec, state, seconds,
                    export_seconds, files, judge)
