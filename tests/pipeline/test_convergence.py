@@ -19,7 +19,8 @@ PROMPT = "a red cube"
 
 
 def _optimise(out, **raw):
-    cfg, rest = resolve_run_config("sds", {**FAST, **raw})
+    base = {k: v for k, v in FAST.items() if k != "num_gaussians" or raw.get("representation") != "radiance"}
+    cfg, rest = resolve_run_config("sds", {**base, **raw})
     return optimise(PROMPT, cfg, build_method(cfg, rest), make_tiny_prior(), out)
 
 
@@ -55,9 +56,10 @@ def test_zero_tolerance_or_no_checks_run_every_step(tmp_path):
     assert state.converged_at is None and state.step == 12
 
 
-def test_the_check_draws_nothing_from_the_run_random_stream(tmp_path):
-    a, _ = _optimise(tmp_path / "a", steps="8", converge_every="2", converge_tol="0", min_steps="0")
-    b, _ = _optimise(tmp_path / "b", steps="8", converge_every="0")
+@pytest.mark.parametrize("rep", [{}, {"representation": "radiance"}])  # a field samples at random in training
+def test_the_check_draws_nothing_from_the_run_random_stream(tmp_path, rep):
+    a, _ = _optimise(tmp_path / "a", steps="8", converge_every="2", converge_tol="0", min_steps="0", **rep)
+    b, _ = _optimise(tmp_path / "b", steps="8", converge_every="0", **rep)
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
         assert torch.equal(p, q), name
 

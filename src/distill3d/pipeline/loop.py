@@ -36,6 +36,7 @@ from distill3d.core.cameras import Cameras
 from distill3d.core.errors import UserError
 from distill3d.core.seed import seed_everything
 from distill3d.core.state import load_state, save_state
+from distill3d.export.views import render_views
 from distill3d.guidance import GuidanceInput, GuidanceMethod, find_method, surrogate_loss
 from distill3d.pipeline.config import RunConfig, method_config, representation_config
 from distill3d.priors.base import Prior
@@ -88,9 +89,8 @@ class Convergence:
     calm: int = 0  # consecutive checks below the tolerance
 
     def check(self, rep: Representation, size: int, tol: float) -> float | None:
-        cams = Cameras.from_angles(list(CHECK_AZIMUTHS), CHECK_ELEVATION)
-        with torch.no_grad():
-            images = render(rep, cams, size).image.detach().clamp(0, 1)
+        # render_views: no gradient and eval mode, so a radiance field samples bin midpoints and draws nothing
+        images = render_views(rep, Cameras.from_angles(list(CHECK_AZIMUTHS), CHECK_ELEVATION), size).clamp(0, 1)
         change = None if self.previous is None else float((images - self.previous).abs().mean())
         self.previous = images
         self.calm = self.calm + 1 if change is not None and change < tol else 0
