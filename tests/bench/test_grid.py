@@ -21,7 +21,7 @@ from distill3d.bench.grid import (
     parse_series,
     run_grid,
 )
-from distill3d.bench.report import moving_variance
+from distill3d.bench.report import Table, _drawn, moving_variance, oscillation
 from distill3d.bench.stats import bootstrap, paired
 from distill3d.bench.suite import load_suite, parse_suite, shipped_suites
 from distill3d.bench.tune import candidates, read_presets, tune
@@ -236,6 +236,23 @@ def test_moving_variance():
     assert moving_variance([1, 1, 1, 5, 5, 5], 3) == pytest.approx([0, 32 / 9, 32 / 9, 0])
 
 
+def test_oscillation_is_free_of_the_gradient_scale():
+    row = {"grad_norm_series": ";".join(f"{s}:{v}" for s, v in enumerate([1, 3, 1, 3, 1, 3, 1, 3]))}
+    big = {"grad_norm_series": ";".join(f"{s}:{1000 * v}" for s, v in enumerate([1, 3, 1, 3, 1, 3, 1, 3]))}
+    flat = {"grad_norm_series": ";".join(f"{s}:7" for s in range(8))}
+    assert oscillation(row) == pytest.approx(oscillation(big)) and oscillation(row) > 0.2
+    assert oscillation(flat) == 0
+    assert oscillation({"grad_norm_series": "0:1;1:2"}) is None  # shorter than a window
+
+
+def test_a_preset_with_the_same_runs_as_another_is_drawn_once():
+    rows = [{"method": "sds", "preset": p, "run_id": i} for p in ("default", "tuned") for i in ("a", "b")]
+    rows += [{"method": "isd", "preset": "default", "run_id": "c"}, {"method": "isd", "preset": "tuned", "run_id": "d"}]
+    t = Table(rows)
+    assert _drawn(t, "sds", ["default", "tuned"]) == [("default", "sds (default = tuned)")]
+    assert _drawn(t, "isd", ["default", "tuned"]) == [("default", "isd (default)"), ("tuned", "isd (tuned)")]
+
+
 def _synthetic_csv(out_dir):
     """Rows where anchords beats sds by exactly 0.25 match on every (prompt, seed)."""
     out_dir.mkdir(parents=True)
@@ -252,6 +269,8 @@ def _synthetic_csv(out_dir):
                                                                                   range(0, 100, 10)),
                             "seconds": "5", "seconds_total": "6", "prior_calls": "10", "prior_evals": "80",
                             "peak_rss_mb": "300"}
+                    if method == "anchords":
+                        row |= {"l_rec": "0.01", "keep_rate": "0.5"}
                     if kind == "face":
                         row |= {"front_seen": "11000001", "front_truth": "11000011", "front_error": "0.125",
                                 "janus_views": "0"}
@@ -269,6 +288,9 @@ def test_report_is_made_from_results_csv_alone(tmp_path, capsys):
     md = (out / "report.md").read_text()
     assert "| anchords | default |" in md and "| anchords | tuned |" in md and "| sds | tuned |" in md
     assert "| anchords | default | 25% [25%, 25%] |" in md  # the paired difference: exactly +0.25 everywhere
+    assert "anchords: L_rec 0.01 [0.01, 0.01], keep-rate 50% [50%, 50%]" in md and "sds: L_rec" not in md
+    iou = md[md.index("### Silhouette IoU against the truth per method, preset and kind"):]
+    assert "| sds | default | 0.5 [0.5, 0.5] | 0.5 [0.5, 0.5] | 0.5 [0.5, 0.5] |" in iou  # all, single, face
     for png in ("match_by_kind", "paired_vs_sds", "accuracy_vs_time", "grad_variance", "front_vs_azimuth"):
         assert (out / f"{png}.png").stat().st_size > 1000 and f"({png}.png)" in md
     assert main(["bench", "report", str(tmp_path)]) == 2

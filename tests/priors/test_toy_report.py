@@ -3,6 +3,7 @@ Fréchet distance, and the training recipe's pieces (min-SNR weights, cosine sch
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -58,7 +59,7 @@ def test_cosine_schedule_warms_up_then_decays_to_the_final_rate():
     assert learning_rate(cfg, mid) == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5), rel=1e-6)
     assert learning_rate(cfg, 1000) == pytest.approx(5e-5)
     rates = [learning_rate(cfg, s) for s in range(100, 1001, 50)]
-    assert all(a >= b for a, b in zip(rates, rates[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(rates))
     assert learning_rate(TrainConfig(steps=1000, lr_schedule="constant"), 900) == 1e-3
     assert not math.isnan(learning_rate(cfg, 5000))
 

@@ -9,9 +9,15 @@ differences against SDS on the same (prompt, seed); and five figures:
 - ``paired_vs_sds.png``: the paired differences against SDS with their intervals;
 - ``accuracy_vs_time.png``: judged match against seconds per run;
 - ``grad_variance.png``: the variance of the gradient norm over steps (a moving window over each run's
-  logged series, averaged over runs), the analogue of ModeDreamer's Fig. 3;
+  logged series, averaged over runs), the analogue of ModeDreamer's Fig. 3, beside the same for the norm
+  divided by the run's mean norm (UDS's Fig. 9 normalises too): methods differ in the scale of their
+  gradients (a CFG of 15 against an adapter scale of 0.3), so only the normalised panel compares how much
+  they oscillate;
 - ``front_vs_azimuth.png``: faces only: share of runs whose judged view shows the eyes at each azimuth,
   against the truth.
+
+Where a method's tuned setting is its default (the same run ids under both presets), the figures draw it once,
+labelled "default = tuned"; each method keeps one colour in every figure, each preset one line or marker style.
 """
 
 from __future__ import annotations
@@ -127,19 +133,25 @@ def _prior_section(t: Table, prior: str, out_dir: Path, multi: bool) -> list[str
                          f"{_cell(paired(t.keyed(metric, **u), t.keyed(metric, **d)), pct)} | "
                          f"{_cell(bootstrap(t.values('iou', **d)))} | {_cell(bootstrap(t.values('iou', **u)))} |")
         lines.append("")
-    lines += [f"### {name.capitalize()} per method, preset and kind", "",
-             "| method | preset | all | " + " | ".join(kinds) + " |", "|---|---|---|" + "---|" * len(kinds)]
-    for m in methods:
-        for p in presets:
-            if not t.where(method=m, preset=p):
-                continue
-            cells = [_cell(bootstrap(t.values(metric, method=m, preset=p)), pct)]
-            cells += [_cell(bootstrap(t.values(metric, method=m, preset=p, kind=k)), pct) for k in kinds]
-            lines.append(f"| {m} | {p} | " + " | ".join(cells) + " |")
-    lines += ["", "### Against the truth, gradients and cost", "",
+    per_kind = [(metric, name, pct)]
+    if t.values("iou"):  # the judge is generous (a lumpy shape passes); the silhouette against the truth is not
+        per_kind.append(("iou", "silhouette IoU against the truth", False))
+    for key, title, as_pct in per_kind:
+        lines += [f"### {title[0].upper() + title[1:]} per method, preset and kind", "",
+                  "| method | preset | all | " + " | ".join(kinds) + " |", "|---|---|---|" + "---|" * len(kinds)]
+        for m in methods:
+            for p in presets:
+                if not t.where(method=m, preset=p):
+                    continue
+                cells = [_cell(bootstrap(t.values(key, method=m, preset=p)), as_pct)]
+                cells += [_cell(bootstrap(t.values(key, method=m, preset=p, kind=k)), as_pct) for k in kinds]
+                lines.append(f"| {m} | {p} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["### Against the truth, gradients and cost", "",
               ("| method | preset | silhouette IoU ↑ | colour error ↓ | front-visibility error (faces) ↓ | "
-               "Janus views per face run ↓ | grad-norm variance | s/run | prior evals/run | peak MB |"),
-              "|---|---|---|---|---|---|---|---|---|---|"]
+               "Janus views per face run ↓ | grad-norm variance | grad-norm oscillation (normalised) | s/run | "
+               "prior evals/run | peak MB |"),
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in methods:
         for p in presets:
             if not t.where(method=m, preset=p):
@@ -150,6 +162,7 @@ def _prior_section(t: Table, prior: str, out_dir: Path, multi: bool) -> list[str
                      _cell(bootstrap(t.values("front_error", **face)), True),
                      _cell(bootstrap(t.values("janus_views", **face))),
                      _cell(bootstrap(t.values("grad_norm_var", **q))),
+                     _cell(bootstrap([o for o in map(oscillation, t.where(**q)) if o is not None])),
                      f"{statistics.fmean(t.values('seconds_total', **q)):.0f}",
                      f"{statistics.fmean(t.values('prior_evals', **q)):.0f}",
                      f"{max(t.values('peak_rss_mb', **q), default=0):.0f}"]
@@ -167,11 +180,16 @@ def _prior_section(t: Table, prior: str, out_dir: Path, multi: bool) -> list[str
                   + "; ".join(f"{r['method']} ({r['preset']}) {r['prompt']!r} seed {r['seed']}: {r['note'][:80]}"
                               for r in failed[:10])]
     l_rec = [m for m in methods if t.values("l_rec", method=m)]
-    lines += ["", "L_rec / keep-rate: " + (", ".join(
-        f"{m} L_rec {statistics.fmean(t.values('l_rec', method=m)):.4g}" for m in l_rec) if l_rec
+    def anchor_cell(m: str) -> str:
+        keep = bootstrap(t.values("keep_rate", method=m))
+        return (f"{m}: L_rec {_cell(bootstrap(t.values('l_rec', method=m)))}"
+                + (f", keep-rate {_cell(keep, True)}" if keep else ""))
+
+    lines += ["", "L_rec and filter keep-rate (mean over each run's steps, then over runs): " + (
+        "; ".join(anchor_cell(m) for m in l_rec) if l_rec
         else "no run's history logs them (the loop records loss, gradient norm and t)."), ""]
     figs = [_fig_by_kind(t, methods, presets, kinds, metric, out_dir / f"match_by_kind{tag}.png"),
-            _fig_paired(diffs, metric, out_dir / f"paired_vs_sds{tag}.png"),
+            _fig_paired(_distinct(t, diffs, presets), metric, out_dir / f"paired_vs_sds{tag}.png"),
             _fig_time(t, methods, presets, metric, out_dir / f"accuracy_vs_time{tag}.png"),
             _fig_grad(t, methods, presets, out_dir / f"grad_variance{tag}.png"),
             _fig_front(t, methods, presets, out_dir / f"front_vs_azimuth{tag}.png")]
@@ -202,6 +220,28 @@ def _errorbar(ax, x, intervals: list[Interval | None], **kw) -> None:
                     **kw)
 
 
+def _drawn(t: Table, m: str, presets: list[str]) -> list[tuple[str, str]]:
+    """(preset, label) pairs to draw for method ``m``: a preset whose runs are exactly another's is drawn once."""
+    out: list[tuple[str, str]] = []
+    ids: dict[str, frozenset] = {}
+    for p in presets:
+        mine = frozenset(r["run_id"] for r in t.where(method=m, preset=p))
+        if not mine:
+            continue
+        twin = next((q for q, s in ids.items() if s == mine), None)
+        if twin is None:
+            ids[p] = mine
+            out.append((p, f"{m} ({p})"))
+        else:
+            k = [q for q, _ in out].index(twin)
+            out[k] = (twin, out[k][1][:-1] + f" = {p})")
+    return out
+
+
+def _style(presets: list[str], p: str, kind: str) -> str:
+    return {"line": ("-", "--", ":", "-."), "marker": "os^dv"}[kind][presets.index(p) % 4]
+
+
 def _fig_by_kind(t, methods, presets, kinds, metric, path) -> str:
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(presets), figsize=(5 * len(presets), 3.6), squeeze=False, sharey=True)
@@ -222,13 +262,25 @@ def _fig_by_kind(t, methods, presets, kinds, metric, path) -> str:
     return _save(fig, path)
 
 
+def _distinct(t: Table, diffs, presets: list[str]):
+    """``diffs`` less the (method, preset) differences that repeat another preset's: the same runs of the method
+    and of the baseline; the kept one is relabelled "default = tuned"."""
+    labels = {}
+    for m in {m for m, _, _ in diffs}:
+        base = dict(_drawn(t, BASELINE, presets))
+        for p, label in _drawn(t, m, presets):
+            shared = [q for q in presets if q == p or (f" = {q}" in label and f" = {q}" in base.get(p, ""))]
+            labels[(m, p)] = f"{m} ({' = '.join(shared)})"
+    return [(labels[(m, p)], d) for m, p, d in diffs if (m, p) in labels]
+
+
 def _fig_paired(diffs, metric, path) -> str | None:
     if not diffs:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 0.4 * len(diffs) + 1.2))
-    labels = [f"{m} ({p})" for m, p, _ in diffs]
-    ivs = [d[metric] for _, _, d in diffs]
+    labels = [label for label, _ in diffs]
+    ivs = [d[metric] for _, d in diffs]
     ax.errorbar([i.mean for i in ivs], range(len(ivs)), xerr=[[i.mean - i.low for i in ivs],
                                                              [i.high - i.mean for i in ivs]], fmt="o", capsize=3)
     ax.axvline(0, color="gray", lw=0.8)
@@ -241,12 +293,12 @@ def _fig_time(t, methods, presets, metric, path) -> str:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for j, m in enumerate(methods):
-        for p, marker in zip(presets, "os^dv"):
+        for p, label in _drawn(t, m, presets):
             q = {"method": m, "preset": p}
             secs, acc = t.values("seconds_total", **q), bootstrap(t.values(metric, **q))
             if secs and acc:
                 ax.errorbar([statistics.fmean(secs)], [acc.mean], yerr=[[acc.mean - acc.low], [acc.high - acc.mean]],
-                            fmt=marker, capsize=3, label=f"{m} ({p})", color=f"C{j % 10}")
+                            fmt=_style(presets, p, "marker"), capsize=3, label=label, color=f"C{j % 10}")
     ax.set_xlabel("seconds per run (optimisation, exports, judge)")
     ax.set_ylabel(metric)
     ax.legend(fontsize=7)
@@ -258,24 +310,46 @@ def moving_variance(values: list[float], window: int = WINDOW) -> list[float]:
     return [statistics.pvariance(values[i:i + window]) for i in range(len(values) - window + 1)]
 
 
+def _series_values(row: dict) -> tuple[list[int], list[float]]:
+    series = parse_series(row.get("grad_norm_series", ""))
+    return [s for s, _ in series], [v for _, v in series]
+
+
+def oscillation(row: dict) -> float | None:
+    """Mean moving variance (``WINDOW`` logged points) of a run's gradient norm divided by its mean norm: how
+    much the gradient oscillates, free of its scale (None for a series shorter than a window or all zero)."""
+    _, values = _series_values(row)
+    mean = statistics.fmean(values) if values else 0.0
+    if len(values) < WINDOW or mean <= 0:
+        return None
+    return statistics.fmean(moving_variance([v / mean for v in values]))
+
+
 def _fig_grad(t, methods, presets, path) -> str:
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for m in methods:
-        for p, style in zip(presets, ("-", "--", ":", "-.")):
-            per_step: dict[int, list[float]] = defaultdict(list)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for j, m in enumerate(methods):
+        for p, label in _drawn(t, m, presets):
+            per_step: list[dict[int, list[float]]] = [defaultdict(list), defaultdict(list)]
             for r in t.where(method=m, preset=p):
-                series = parse_series(r.get("grad_norm_series", ""))
-                steps, values = [s for s, _ in series], [v for _, v in series]
-                for s, v in zip(steps[WINDOW - 1:], moving_variance(values)):
-                    per_step[s].append(v)
-            if per_step:
-                xs = sorted(per_step)
-                ax.plot(xs, [statistics.fmean(per_step[s]) for s in xs], style, label=f"{m} ({p})")
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel(f"variance of |g| over {WINDOW} logged steps")
-    ax.legend(fontsize=7)
+                steps, values = _series_values(r)
+                mean = statistics.fmean(values) if values else 0.0
+                for k, vals in enumerate((values, [v / mean for v in values] if mean > 0 else [])):
+                    for s, v in zip(steps[WINDOW - 1:], moving_variance(vals)):
+                        per_step[k][s].append(v)
+            for ax, d in zip(axes, per_step):
+                if d:
+                    xs = sorted(d)
+                    ax.plot(xs, [statistics.fmean(d[s]) for s in xs], _style(presets, p, "line"), label=label,
+                            color=f"C{j % 10}")
+    axes[0].set_ylabel(f"variance of |g| over {WINDOW} logged steps")
+    axes[1].set_ylabel(f"variance of |g| / mean |g| of the run, over {WINDOW} logged steps")
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+    axes[0].set_title("raw (scale differs by method)", fontsize=9)
+    axes[1].set_title("normalised by each run's mean norm", fontsize=9)
+    axes[1].legend(fontsize=7)
     return _save(fig, path)
 
 
@@ -287,12 +361,13 @@ def _fig_front(t, methods, presets, path) -> str | None:
     fig, ax = plt.subplots(figsize=(6, 4))
     truth = [statistics.fmean(int(r["front_truth"][i]) for r in faces) for i in range(len(AZIMUTHS))]
     ax.plot(AZIMUTHS, truth, "k--", lw=2, label="truth")
-    for m in methods:
-        for p in presets:
+    for j, m in enumerate(methods):
+        for p, label in _drawn(t, m, presets):
             mine = [r for r in faces if r["method"] == m and r["preset"] == p]
             if mine:
                 ax.plot(AZIMUTHS, [statistics.fmean(int(r["front_seen"][i]) for r in mine)
-                                   for i in range(len(AZIMUTHS))], "o-", label=f"{m} ({p})")
+                                   for i in range(len(AZIMUTHS))], _style(presets, p, "marker") +
+                        _style(presets, p, "line"), label=label, color=f"C{j % 10}", alpha=0.8)
     ax.set_xticks(AZIMUTHS)
     ax.set_xlabel("azimuth (°; 0 = the face's front)")
     ax.set_ylabel("share of runs: eyes judged visible")
@@ -300,4 +375,4 @@ def _fig_front(t, methods, presets, path) -> str | None:
     return _save(fig, path)
 
 
-__all__ = ["moving_variance", "write_report"]
+__all__ = ["moving_variance", "oscillation", "write_report"]

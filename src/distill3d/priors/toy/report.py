@@ -196,8 +196,8 @@ def report_markdown(r: PriorReport, command: str) -> str:
              "|---|---|---|---|---|"]
     lines += [f"| {k} | {len(v.captions)} | {v.rate:.0%} | [{v.ci95[0]:.0%}, {v.ci95[1]:.0%}] | {v.n} |"
               for k, v in r.kinds.items()]
-    lines += ["", f"Judge-feature Fréchet distance, samples vs ground truth of the same captions: {r.frechet:.2f} "
-                  f"(ground truth vs ground truth: {r.frechet_floor:.2f}; ratio {r.frechet / max(r.frechet_floor, 1e-12):.2f})",
+    lines += ["", (f"Judge-feature Fréchet distance, samples vs ground truth of the same captions: {r.frechet:.2f} "
+                   f"(ground truth vs ground truth: {r.frechet_floor:.2f}; ratio {r.frechet / max(r.frechet_floor, 1e-12):.2f})"),
               "", ("Camera-conditioned face samples whose eyes match the ground truth: "
                    f"{r.face_front_consistency:.0%} of {r.face_samples}"), "",
               "| azimuth | " + " | ".join(r.face_eyes_seen_by_azimuth) + " |",
