@@ -21,7 +21,7 @@ from distill3d.bench.grid import (
     parse_series,
     run_grid,
 )
-from distill3d.bench.report import Table, _drawn, moving_variance, oscillation
+from distill3d.bench.report import Table, _distinct, _drawn, moving_variance, oscillation
 from distill3d.bench.stats import bootstrap, paired
 from distill3d.bench.suite import load_suite, parse_suite, shipped_suites
 from distill3d.bench.tune import candidates, read_presets, tune
@@ -251,6 +251,13 @@ def test_a_preset_with_the_same_runs_as_another_is_drawn_once():
     t = Table(rows)
     assert _drawn(t, "sds", ["default", "tuned"]) == [("default", "sds (default = tuned)")]
     assert _drawn(t, "isd", ["default", "tuned"]) == [("default", "isd (default)"), ("tuned", "isd (tuned)")]
+    # paired against sds: a method whose tuned runs are its default runs still has two distinct differences
+    # when the baseline's tuned runs differ from its default ones
+    rows = rows[:4] + [{"method": "uds", "preset": p, "run_id": "e"} for p in ("default", "tuned")]
+    diffs = [("uds", "default", "d0"), ("uds", "tuned", "d1")]
+    assert _distinct(Table(rows), diffs, ["default", "tuned"]) == [("uds (default = tuned)", "d0")]
+    rows[1]["run_id"] = "z"  # sds (default) now differs from sds (tuned)
+    assert _distinct(Table(rows), diffs, ["default", "tuned"]) == [("uds (default)", "d0"), ("uds (tuned)", "d1")]
 
 
 def _synthetic_csv(out_dir):

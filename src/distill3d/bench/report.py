@@ -220,22 +220,29 @@ def _errorbar(ax, x, intervals: list[Interval | None], **kw) -> None:
                     **kw)
 
 
+def _preset_groups(t: Table, presets: list[str], methods: tuple[str, ...]) -> list[list[str]]:
+    """``presets`` grouped where each of ``methods`` has exactly the same runs under every preset of a group (a
+    tuned setting equal to the defaults); presets under which ``methods[0]`` has no runs are left out."""
+    groups: list[tuple[tuple[frozenset, ...], list[str]]] = []
+    for p in presets:
+        key = tuple(frozenset(r["run_id"] for r in t.where(method=m, preset=p)) for m in methods)
+        if not key[0]:
+            continue
+        group = next((g for k, g in groups if k == key), None)
+        if group is None:
+            groups.append((key, [p]))
+        else:
+            group.append(p)
+    return [g for _, g in groups]
+
+
+def _label(m: str, group: list[str]) -> str:
+    return f"{m} ({' = '.join(group)})"
+
+
 def _drawn(t: Table, m: str, presets: list[str]) -> list[tuple[str, str]]:
     """(preset, label) pairs to draw for method ``m``: a preset whose runs are exactly another's is drawn once."""
-    out: list[tuple[str, str]] = []
-    ids: dict[str, frozenset] = {}
-    for p in presets:
-        mine = frozenset(r["run_id"] for r in t.where(method=m, preset=p))
-        if not mine:
-            continue
-        twin = next((q for q, s in ids.items() if s == mine), None)
-        if twin is None:
-            ids[p] = mine
-            out.append((p, f"{m} ({p})"))
-        else:
-            k = [q for q, _ in out].index(twin)
-            out[k] = (twin, out[k][1][:-1] + f" = {p})")
-    return out
+    return [(g[0], _label(m, g)) for g in _preset_groups(t, presets, (m,))]
 
 
 def _style(presets: list[str], p: str, kind: str) -> str:
@@ -263,14 +270,10 @@ def _fig_by_kind(t, methods, presets, kinds, metric, path) -> str:
 
 
 def _distinct(t: Table, diffs, presets: list[str]):
-    """``diffs`` less the (method, preset) differences that repeat another preset's: the same runs of the method
-    and of the baseline; the kept one is relabelled "default = tuned"."""
-    labels = {}
-    for m in {m for m, _, _ in diffs}:
-        base = dict(_drawn(t, BASELINE, presets))
-        for p, label in _drawn(t, m, presets):
-            shared = [q for q in presets if q == p or (f" = {q}" in label and f" = {q}" in base.get(p, ""))]
-            labels[(m, p)] = f"{m} ({' = '.join(shared)})"
+    """``diffs`` as (label, difference), less those that repeat another preset's: the same runs of the method
+    and of the baseline; the kept one is labelled with every preset it stands for ("default = tuned")."""
+    labels = {(m, g[0]): _label(m, g) for m in {m for m, _, _ in diffs}
+              for g in _preset_groups(t, presets, (m, BASELINE))}
     return [(labels[(m, p)], d) for m, p, d in diffs if (m, p) in labels]
 
 
@@ -315,14 +318,17 @@ def _series_values(row: dict) -> tuple[list[int], list[float]]:
     return [s for s, _ in series], [v for _, v in series]
 
 
+def _normalised(values: list[float]) -> list[float]:
+    """``values`` divided by their mean; empty when the mean is not positive (no scale to divide by)."""
+    mean = statistics.fmean(values) if values else 0.0
+    return [v / mean for v in values] if mean > 0 else []
+
+
 def oscillation(row: dict) -> float | None:
     """Mean moving variance (``WINDOW`` logged points) of a run's gradient norm divided by its mean norm: how
     much the gradient oscillates, free of its scale (None for a series shorter than a window or all zero)."""
-    _, values = _series_values(row)
-    mean = statistics.fmean(values) if values else 0.0
-    if len(values) < WINDOW or mean <= 0:
-        return None
-    return statistics.fmean(moving_variance([v / mean for v in values]))
+    values = _normalised(_series_values(row)[1])
+    return statistics.fmean(moving_variance(values)) if len(values) >= WINDOW else None
 
 
 def _fig_grad(t, methods, presets, path) -> str:
@@ -333,8 +339,7 @@ def _fig_grad(t, methods, presets, path) -> str:
             per_step: list[dict[int, list[float]]] = [defaultdict(list), defaultdict(list)]
             for r in t.where(method=m, preset=p):
                 steps, values = _series_values(r)
-                mean = statistics.fmean(values) if values else 0.0
-                for k, vals in enumerate((values, [v / mean for v in values] if mean > 0 else [])):
+                for k, vals in enumerate((values, _normalised(values))):
                     for s, v in zip(steps[WINDOW - 1:], moving_variance(vals)):
                         per_step[k][s].append(v)
             for ax, d in zip(axes, per_step):
