@@ -59,6 +59,22 @@ def test_shipped_suites_split_dev_and_test_and_cover_every_kind():
     assert all(parse_caption(p).kind != "single" for p in hard.dev + hard.test)
 
 
+def test_toy_claims_is_drawn_by_its_rule_with_power_per_kind():
+    from distill3d.bench.suite import CLAIMS_TEST, SUITES_DIR, draw_claims_suite
+    from distill3d.toyworld.grammar import is_heldout
+
+    assert (SUITES_DIR / "toy-claims.txt").read_text() == draw_claims_suite()  # the shipped file is current
+    claims = load_suite("toy-claims")
+    assert claims.split and not set(claims.dev) & set(claims.test)
+    kinds = [parse_caption(p).kind for p in claims.test]
+    assert {k: kinds.count(k) for k in CLAIMS_TEST} == {"next to": 12, "on top of": 12, "single": 8, "face": 8}
+    pairs = [parse_caption(p) for p in claims.dev + claims.test if parse_caption(p).relation]
+    assert all(s.objects[0].color != s.objects[1].color and not s.has_face for s in pairs)
+    text = draw_claims_suite()
+    marked = {line.split("#")[0].strip() for line in text.splitlines() if "held out" in line and not line.startswith("#")}
+    assert marked == {p for p in claims.dev + claims.test if is_heldout(parse_caption(p))} and marked
+
+
 def test_any_prompt_file_is_a_suite_and_bad_files_are_one_line_errors(tmp_path):
     plain = tmp_path / "mine.txt"
     plain.write_text("# my prompts\na red cube\n\na blue sphere  # trailing comment\na red cube\n")

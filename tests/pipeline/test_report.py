@@ -39,6 +39,17 @@ def test_captions_name_azimuth_view_and_verdict():
     assert [len(c.lines) for c in view_captions(AZIMUTHS, 20.0, None)] == [1] * 8  # no judge: azimuths only
 
 
+def test_two_object_captions_say_whether_the_layout_is_right_from_that_side():
+    j = _judge("next to", ok=(True,) * 8)
+    for v, ok, bleed in zip(j["views"], (True, False, False) + (True,) * 5, (0.0, 0.1, 0.6) + (0.0,) * 5):
+        v |= {"layout_ok": ok, "layout_order": "left/right", "bleed": bleed}
+    caps = view_captions(AZIMUTHS, 20.0, j)
+    assert caps[0].lines[2] == ("layout right", GREEN)
+    assert caps[1].lines[2] == ("layout wrong (left/right)", RED)
+    assert caps[2].lines[2] == ("colours bled 60%", RED)
+    assert all(len(c.lines) == 3 for c in view_captions(AZIMUTHS, 20.0, _judge()))  # one object: no layout line
+
+
 def test_views_png_is_a_grid_of_captioned_tiles(tmp_path):
     frames = np.full((8, 64, 64, 3), 255, np.uint8)
     frames[:, 16:48, 16:48] = (200, 30, 30)

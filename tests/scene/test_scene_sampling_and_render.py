@@ -22,6 +22,16 @@ def test_samples_stay_in_their_ranges_and_repeat_under_a_generator():
     assert torch.equal(cams.azimuth, again.azimuth) and torch.equal(cams.fov, again.fov)
 
 
+def test_even_azimuths_space_a_draw_around_the_circle():
+    cams = sample_cameras(4, CameraSampleConfig(even_azimuths=True), torch.Generator().manual_seed(3))
+    gaps = torch.remainder(cams.azimuth.roll(-1) - cams.azimuth, 360.0)
+    assert torch.allclose(gaps, torch.full((4,), 90.0), atol=1e-4)
+    assert cams.azimuth.min() >= -180 and cams.azimuth.max() < 180
+    assert cams.elevation.unique().numel() == 4  # only the azimuths are tied
+    other = sample_cameras(4, CameraSampleConfig(even_azimuths=True), torch.Generator().manual_seed(4))
+    assert not torch.allclose(cams.azimuth, other.azimuth)  # the start is random
+
+
 def test_front_bias_moves_the_share_of_front_views():
     g = torch.Generator().manual_seed(1)
     plain = sample_cameras(4000, CameraSampleConfig(), g)

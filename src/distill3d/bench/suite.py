@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from distill3d.core.errors import UserError, shorten
+from distill3d.toyworld.grammar import all_specs, is_heldout
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 Split = Literal["dev", "test"]
@@ -75,4 +76,44 @@ def load_suite(name_or_path: str) -> Suite:
     return parse_suite(path.read_text(encoding="utf-8"), name_or_path)
 
 
-__all__ = ["SPLITS", "SUITES_DIR", "Split", "Suite", "load_suite", "parse_suite", "shipped_suites"]
+#: toy-claims: how many prompts of each kind its [test] and [dev] sets draw (``draw_claims_suite``).
+CLAIMS_TEST = {"next to": 12, "on top of": 12, "single": 8, "face": 8}
+CLAIMS_DEV = {"next to": 6, "on top of": 6, "single": 4, "face": 0}
+CLAIMS_SALT = "toy-claims"
+HELDOUT_MARK = "held out of the prior's training"
+
+
+def draw_claims_suite() -> str:
+    """The text of ``suites/toy-claims.txt``, drawn by one documented rule (a test keeps the file current):
+    every caption of the grammar whose objects are not faces and, for pairs, have two different colours
+    (so that ``evaluation.layout`` can tell the objects apart), plus the single faces; ordered by CRC-32 of
+    ``caption + CLAIMS_SALT``; per kind the first ``CLAIMS_TEST[kind]`` go to [test] and the next
+    ``CLAIMS_DEV[kind]`` to [dev]. Captions held out of the prior's training are marked in a comment."""
+    import zlib
+
+    def eligible(spec) -> bool:
+        if spec.kind == "face":
+            return True
+        return not spec.has_face and (spec.relation is None or spec.objects[0].color != spec.objects[1].color)
+
+    ranked = sorted((s for s in all_specs() if eligible(s)),
+                    key=lambda s: (zlib.crc32((s.caption + CLAIMS_SALT).encode()), s.caption))
+    sets: dict[str, list[str]] = {"test": [], "dev": []}
+    for kind in CLAIMS_TEST:
+        of_kind = [s for s in ranked if s.kind == kind]
+        n_test, n_dev = CLAIMS_TEST[kind], CLAIMS_DEV[kind]
+        for split, chosen in (("test", of_kind[:n_test]), ("dev", of_kind[n_test : n_test + n_dev])):
+            sets[split] += [s.caption + (f"  # {HELDOUT_MARK}" if is_heldout(s) else "") for s in chosen]
+    head = [
+        "# toy-claims: the claims ledger's suite (distill3d bench claims). Drawn by bench.suite.draw_claims_suite:",
+        "# every caption whose objects are not faces and, for pairs, differ in colour (so the layout check of",
+        "# evaluation.layout can tell the two apart), plus the single faces; ordered by CRC-32 of caption +",
+        f"# '{CLAIMS_SALT}'; per kind the first go to [test] ({', '.join(f'{n} {k}' for k, n in CLAIMS_TEST.items())})",
+        f"# and the next to [dev] ({', '.join(f'{n} {k}' for k, n in CLAIMS_DEV.items())}). The grammar has 8 single faces",
+        "# and [test] takes all 8, so [dev] has none: nothing may be tuned for faces on this suite.",
+        f"# '{HELDOUT_MARK}' marks captions never in the embedded prior's training data.",
+    ]
+    return "\n".join(head + ["[dev]", *sets["dev"], "[test]", *sets["test"]]) + "\n"
+
+
+__all__ = ["CLAIMS_DEV", "CLAIMS_TEST", "draw_claims_suite", "SPLITS", "SUITES_DIR", "Split", "Suite", "load_suite", "parse_suite", "shipped_suites"]

@@ -9,6 +9,11 @@ The judge alone is generous (a lumpy red box passes as "a red cube"), so each vi
 truth pixel by pixel: ``iou`` is the intersection over union of the two silhouettes (alpha > 0.5), and
 ``color_error`` the mean absolute RGB difference (channels averaged, in [0, 1]) over the pixels both
 silhouettes cover (1.0 when they share none): shape and colour measured apart.
+
+The judge accepts a "next to" pair in either order (one view cannot say which side is which), so for two
+objects ``evaluation.layout`` also checks, per view and against the truth from the same camera, that each
+object is where the truth has it and that colours did not bleed: ``layout_ok`` per view, ``consistent`` per
+asset (right from every side).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import torch
 from torch import nn
 
 from distill3d.core.cameras import Cameras
+from distill3d.evaluation.layout import judge_layout
 from distill3d.scene.render import render
 from distill3d.toyworld.grammar import parse_caption
 from distill3d.toyworld.judge import Judge, match
@@ -44,6 +50,10 @@ class ViewJudgement:
     colors_ok: bool
     iou: float  # silhouette IoU against the truth of the same view
     color_error: float  # mean |RGB - truth| where both silhouettes cover
+    # two objects of different colours (evaluation.layout), else None:
+    layout_order: str | None  # the order the truth shows: "left/right", "above/below", "front/behind", "none"
+    layout_ok: bool | None  # each object where the truth has it, both present, colours not bled
+    bleed: float | None  # share of an object's pixels carrying the other's colour (max of the two)
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,9 @@ class AssetJudgement:
     image_mse: float
     iou: float  # mean over views
     color_error: float  # mean over views
+    layout_rate: float | None  # share of views whose layout is right (two objects of different colours)
+    consistent: bool | None  # the layout is right from every side (every view)
+    bleed: float | None  # mean over views
 
 
 @torch.no_grad()
@@ -71,17 +84,23 @@ def judge_representation(rep: nn.Module, caption: str, judge: Judge | None = Non
     alpha = out.alpha.detach().cpu()  # [V, 1, S, S]
     ious, colors = silhouette_iou(alpha, truth.alpha), color_error(images, alpha, truth.image, truth.alpha)
     fronts = truth.front_visible().tolist() if spec.has_face else [False] * len(AZIMUTHS)
+    layouts = judge_layout(spec, images, alpha, truth.material) or [None] * len(AZIMUTHS)
     views = []
-    for az, img, gt, result, front, iou, col in zip(AZIMUTHS, images, truth.image, judge(images), fronts,
-                                                   ious.tolist(), colors.tolist()):
+    for az, img, gt, result, front, iou, col, lay in zip(AZIMUTHS, images, truth.image, judge(images), fronts,
+                                                        ious.tolist(), colors.tolist(), layouts):
         m = match(result, spec, front_visible=bool(front) if spec.has_face else None)
         views.append(ViewJudgement(az, result.describe(), m.objects_ok, m.relation_ok,
                                    m.objects_ok and m.relation_ok, result.front_visible, bool(front),
-                                   float(((img - gt) ** 2).mean()), m.count_ok, m.shapes_ok, m.colors_ok, iou, col))
+                                   float(((img - gt) ** 2).mean()), m.count_ok, m.shapes_ok, m.colors_ok, iou, col,
+                                   *((lay.order, lay.layout_ok, lay.bleed) if lay else (None, None, None))))
     seen = [v.azimuth for v in views if v.front_seen] if spec.has_face else []
     janus = sum(v.front_seen and not v.front_truth for v in views) if spec.has_face else 0
+    measured = layouts[0] is not None
     result = AssetJudgement(spec.caption, spec.kind, views, sum(v.all_ok for v in views) / len(views), seen, janus,
-                         sum(v.image_mse for v in views) / len(views), float(ious.mean()), float(colors.mean()))
+                            sum(v.image_mse for v in views) / len(views), float(ious.mean()), float(colors.mean()),
+                            sum(v.layout_ok for v in views) / len(views) if measured else None,
+                            all(v.layout_ok for v in views) if measured else None,
+                            sum(v.bleed for v in views) / len(views) if measured else None)
     return asdict(result)
 
 

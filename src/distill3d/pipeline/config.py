@@ -50,6 +50,9 @@ class RunConfig:
     method_config: Any = None
     steps: int = 200  # optimisation steps at most (the early stop may end the run sooner)
     views_per_step: int = 4  # random views rendered and guided per step
+    #: How a step's views are spread: "random" (each azimuth drawn alone) or "even" (one random azimuth per
+    #: step, the views 360°/views_per_step apart: 4 views at 90° as MVDream trains and guides).
+    view_azimuths: Literal["random", "even"] = "random"
     representation: str = "gaussians"  # a name of distill3d.scene.registry.REPRESENTATIONS
     #: The representation's run config (init, learning rates, densification), e.g. GaussianRunConfig;
     #: None: its defaults. Its fields are --set keys.

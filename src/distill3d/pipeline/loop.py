@@ -123,7 +123,8 @@ def build_optimizer(rep: Representation, cfg: RunConfig) -> torch.optim.Optimize
 def camera_sampling(cfg: RunConfig) -> CameraSampleConfig:
     return CameraSampleConfig(elevation_range=(cfg.elevation_min, cfg.elevation_max),
                               distance_range=(cfg.distance_min, cfg.distance_max),
-                              fov_range=(cfg.fov_min, cfg.fov_max), front_bias=cfg.front_bias)
+                              fov_range=(cfg.fov_min, cfg.fov_max), front_bias=cfg.front_bias,
+                              even_azimuths=cfg.view_azimuths == "even")
 
 
 def _initial(cfg: RunConfig, source: EditSource | None, generator: torch.Generator) -> Representation:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from distill3d.core.cameras import view_direction
+from distill3d.evaluation.layout import MAX_BLEED
 from distill3d.export.figures import Caption, Series, caption_tiles, plot_series
 from distill3d.export.images import image_grid, save_png
 from distill3d.scene.registry import REPRESENTATIONS
@@ -31,9 +32,21 @@ def view_captions(azimuths: list[float], elevation: float, judge: dict | None) -
             verdict = "match" if v["all_ok"] else "no match"
             if judge["kind"] == "face" and v["front_seen"]:
                 verdict += ", eyes" + ("" if v["front_truth"] else " (Janus)")
-            lines += [(verdict, GREEN if v["all_ok"] else RED), (f"sees {v['seen']}", GREY)]
+            lines += [(verdict, GREEN if v["all_ok"] else RED)]
+            if v.get("layout_ok") is not None:  # two objects: where each is, from this side (evaluation.layout)
+                lines.append(_layout_line(v))
+            lines.append((f"sees {v['seen']}", GREY))
         captions.append(Caption(lines))
     return captions
+
+
+def _layout_line(v: dict) -> tuple[str, tuple[int, int, int]]:
+    """The layout verdict of one view: right, or what is wrong (the order the truth shows, bled colours)."""
+    if v["layout_ok"]:
+        return "layout right", GREEN
+    if v["bleed"] > MAX_BLEED:
+        return f"colours bled {v['bleed']:.0%}", RED
+    return f"layout wrong ({v['layout_order']})", RED
 
 
 def save_views_png(frames: np.ndarray, azimuths: list[float], elevation: float, judge: dict | None,
@@ -80,6 +93,11 @@ def run_summary(out_dir: Path, run: dict) -> str:
         if judge["kind"] == "face":
             seen = ", ".join(f"{a:g}°" for a in judge["front_seen_azimuths"]) or "none"
             lines.append(f"       eyes seen at {seen}; {judge['janus_views']} views show eyes the truth hides")
+        if judge.get("consistent") is not None:
+            marks = " ".join(f"{v['azimuth']:g}°{'+' if v['layout_ok'] else '-'}" for v in views)
+            verdict = "right from every side" if judge["consistent"] else "not right from every side"
+            lines.append(f"layout: {verdict}, {judge['layout_rate']:.0%} of views ({marks}); "
+                         f"colours bled {judge['bleed']:.0%} on average")
     lines.append(f"files in {out_dir}/:")
     files = run["files"]
     notes = {k: f"the asset ({k}); open it with: distill3d view {out_dir}" for k in files if k in REPRESENTATIONS}

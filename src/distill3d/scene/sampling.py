@@ -22,6 +22,9 @@ class CameraSampleConfig:
     # (real photo collections see objects mostly from the front; 0 = no bias).
     front_bias: float = 0.0
     front_half_angle: float = 45.0
+    # One random azimuth per draw, the n cameras spaced 360°/n apart from it (MVDream's views at 90° for
+    # n = 4); elevation, distance and fov are still drawn per camera. front_bias then moves the first.
+    even_azimuths: bool = False
 
     def validate(self) -> None:
         for name in ("azimuth_range", "elevation_range", "distance_range", "fov_range"):
@@ -51,5 +54,7 @@ def sample_cameras(n: int, config: CameraSampleConfig = CameraSampleConfig(),
     front = torch.rand(n, generator=generator) < config.front_bias
     front_az = uniform((-config.front_half_angle, config.front_half_angle))
     azimuth = torch.where(front, front_az, azimuth)
+    if config.even_azimuths:  # the first camera's azimuth, then 360°/n steps
+        azimuth = torch.remainder(azimuth[0] + 360.0 / n * torch.arange(n) + 180.0, 360.0) - 180.0
     return Cameras(azimuth=azimuth, elevation=uniform(config.elevation_range),
                    distance=uniform(config.distance_range), fov=uniform(config.fov_range))

@@ -1,0 +1,50 @@
+"""How the per-view layout verdict (evaluation.layout) and the judge together score ground-truth renders.
+
+Two-object captions with two different colours, drawn at random (seeded), one view each at a random azimuth
+and an elevation in [5°, 40°], at the evaluation's 64 px, lightly blurred and noised. The mirrored scene (the
+two objects' places swapped, a two-object Janus) is scored against the original truth to show the verdict
+can fail. Writes benchmarks/results/layout_judge_check.json.
+
+    python benchmarks/layout_judge_check.py --scenes 1200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from distill3d.evaluation.layout import check_on_truth
+from distill3d.evaluation.toy import SIZE
+from distill3d.toyworld.grammar import COLOR_NAMES, RELATIONS, SHAPES, ObjectSpec, SceneSpec
+from distill3d.toyworld.judge import Judge
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scenes", type=int, default=1200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "layout_judge_check.json")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    rng = random.Random(a.seed)
+    report = {"command": f"python benchmarks/layout_judge_check.py --scenes {a.scenes} --seed {a.seed}"}
+    judge = Judge.load()
+    for rel in RELATIONS:
+        specs = []
+        while len(specs) < a.scenes // 2:
+            c1, c2 = rng.sample(COLOR_NAMES, 2)
+            specs.append(SceneSpec((ObjectSpec(rng.choice(SHAPES), c1), ObjectSpec(rng.choice(SHAPES), c2)), rel))
+        az = torch.tensor([rng.uniform(0, 360) for _ in specs])
+        el = torch.tensor([rng.uniform(5, 40) for _ in specs])
+        report[rel] = asdict(check_on_truth(specs, az, el, SIZE, judge, seed=a.seed))
+        print(rel, report[rel], flush=True)
+    a.out.write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
