@@ -19,6 +19,7 @@ def _split(text: str) -> list[str]:
                                            "run": "distill3d.cli.bench_grid:run",
                                            "tune": "distill3d.cli.bench_grid:tune",
                                            "report": "distill3d.cli.bench_grid:report",
+                                           "claims": "distill3d.cli.bench_grid:claims",
                                            "edit": "distill3d.cli.bench:edit",
                                            "clip": "distill3d.cli.bench_eval:clip",
                                            "t3bench": "distill3d.cli.bench_eval:t3bench"})

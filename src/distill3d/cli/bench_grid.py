@@ -145,3 +145,35 @@ def report(out_dir: str) -> None:
 
     path = write_report(Path(out_dir), _command_line())
     click.echo(f"wrote {path}")
+
+
+@click.command()
+@click.option("--seeds", default="0,1,2", show_default=True)
+@click.option("--only", default=None, help="Comma-separated claim keys (default: every claim of the ledger).")
+@click.option("--no-run", is_flag=True, help="Write claims.md from the runs already finished, run nothing.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
+              help="Generation runs at once (local processes, or Ray tasks with --ray); edits run in this process.")
+@click.option("--ray", "ray_address", default=None, metavar="auto|ADDRESS",
+              help="Run the generation runs on Ray (the 'ray' extra): 'auto' starts a local instance.")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1), help="Torch threads per run.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+def claims(seeds: str, only: str | None, no_run: bool, workers: int, ray_address: str | None, threads: int,
+           out_dir: str) -> None:
+    """Run or resume the grids behind the papers' claims (toy-claims [test], both toy priors, toy edits) and
+    write DIR/claims.md: effect, 95% interval and verdict per claim."""
+    from pathlib import Path
+
+    from distill3d.bench.claims import CLAIMS, run_claims
+    from distill3d.bench.engines import choose_engine
+    from distill3d.core.errors import UserError
+
+    chosen = CLAIMS
+    if only:
+        keys = _names(only, "--only")
+        unknown = sorted(set(keys) - {c.key for c in CLAIMS})
+        if unknown:
+            raise UserError(f"unknown claim {unknown[0]!r}; choose from {', '.join(c.key for c in CLAIMS)}")
+        chosen = tuple(c for c in CLAIMS if c.key in keys)
+    engine = choose_engine(workers, ray_address, None, threads, None)
+    run_claims(Path(out_dir), _seeds(seeds), engine, chosen, run=not no_run, log=lambda line: click.echo(line))
+    click.echo(f"wrote {out_dir}/claims.md")

@@ -1,0 +1,375 @@
+"""``distill3d bench claims``: the papers' claims that the toy world can express, measured as one ledger.
+
+Each ``Claim`` names its source (paper, table or figure), a treatment and a baseline (a method with its
+``--set`` overrides), the metric and the direction the paper claims, and which ``toy-claims`` [test] prompts
+test it. Generation claims run on both toy priors (``toy``, whose object tokens bind attributes, and
+``toy-words``, whose word tokens mix them; on ``toy-words`` only the two-object prompts), so a claim can be
+seen to depend on a prior that mixes attributes.
+Editing claims run ``bench edit`` on toy edits whose truth is known (``claims_edit_pairs``).
+
+Every run is an ordinary benchmark run (``bench.grid``: one ``result.json`` each, merged into
+``DIR/results.csv``; edits: ``bench.edit`` under ``DIR/edit``), so the ledger resumes where it stopped and
+reuses every finished run, and a run shared by two claims is made once. Runs go seed by seed (every claim's
+seed 0 first), so a ledger stopped early still has a first estimate for every claim.
+
+The effect is the mean paired difference treatment − baseline over (prompt, seed) pairs (edits: (edit, seed)),
+with a 95% percentile-bootstrap interval (``bench.stats.paired``); for cost it is the per-pair ratio − 1.
+Verdict rule (``VERDICT_RULE``): a claim that one arm is better is *supported* when the interval lies
+entirely on the claimed side of 0, *contradicted* when it lies entirely on the other side, *inconclusive*
+otherwise; a claim that two arms cost about the same (within ``margin``) is supported when the interval
+lies inside ±margin, contradicted when it lies entirely outside, inconclusive otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from distill3d.bench.report import oscillation
+from distill3d.bench.stats import Interval, bootstrap
+from distill3d.bench.suite import load_suite
+from distill3d.core.io import write_text_atomic
+from distill3d.toyworld.grammar import COLOR_NAMES, SHAPES, ObjectSpec, SceneSpec, parse_caption
+
+SUITE = "toy-claims"
+PRIORS: tuple[str, ...] = ("toy", "toy-words")
+TWO_OBJECTS: tuple[str, ...] = ("next to", "on top of")
+ALL_KINDS: tuple[str, ...] = ("next to", "on top of", "single", "face")
+VERDICT_RULE = (
+    "Effect = mean paired difference treatment − baseline over (prompt, seed) pairs (edits: (edit, seed)) with "
+    "its 95% percentile-bootstrap interval; for cost, the mean per-pair time ratio − 1. A claim that one arm is "
+    "better is **supported** when the interval lies entirely on the claimed side of 0, **contradicted** when "
+    "it lies entirely on the other side, **inconclusive** otherwise. A claim that two arms cost about the same is "
+    "supported when the interval lies inside ±margin, contradicted when it lies entirely outside, inconclusive "
+    "otherwise. Nothing here was tuned on the [test] prompts; methods run at their registry defaults."
+)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """A method with its ``--set`` overrides; ``label`` is its preset label in ``results.csv``."""
+
+    method: str
+    label: str = "default"
+    overrides: tuple[tuple[str, str], ...] = ()
+
+    def describe(self) -> str:
+        return self.method + "".join(f" {k}={v}" for k, v in self.overrides)
+
+
+@dataclass(frozen=True)
+class Claim:
+    key: str
+    statement: str  # what the paper claims, in the toy world's terms
+    source: str  # paper, table or figure
+    treatment: Arm
+    baseline: Arm
+    metric: str  # a column of results.csv, or a derived one (METRICS)
+    claimed: Literal["higher", "lower", "same"]  # what the paper says of treatment against baseline
+    kinds: tuple[str, ...] = ALL_KINDS  # which kinds of [test] prompts
+    prompts_per_kind: int | None = None  # expensive methods: the first N prompts of each kind (said in the row)
+    priors: tuple[str, ...] = PRIORS
+    margin: float = 0.0  # "same": the half-width of "about the same"
+    edit: bool = False  # an editing claim (bench edit), else generation (bench run)
+
+
+#: Derived per-run metrics: name -> (title, function of a results.csv row).
+METRICS: dict[str, tuple[str, Callable[[dict], float | None]]] = {
+    "match": ("judged match (share of views)", lambda r: _num(r["match"])),
+    "layout": ("layout right (share of views)", lambda r: _num(r["layout"])),
+    "consistent": ("right from every side (share of assets)", lambda r: _num(r["consistent"])),
+    "iou": ("silhouette IoU", lambda r: _num(r["iou"])),
+    "oscillation": ("gradient-norm oscillation (normalised)", oscillation),
+    "diverged": ("diverged runs (failed, or IoU < 0.3)", lambda r: float(bool(r["note"]) or (_num(r["iou"]) or 0) < 0.3)),
+    "seconds": ("seconds per run (ratio − 1)", lambda r: _num(r["seconds_total"])),
+}
+EDIT_METRICS = {"outside_mse": "pixel MSE outside the edited object (identity)", "changed": "edit applied (share of views)",
+                "kept": "rest kept (share of views)"}
+
+_ANCHORDS = "AnchorDS (papers/anchords.md)"
+_ISD = "ModeDreamer (papers/modedreamer_isd.txt)"
+_UDS = "UDS (papers/uds.md)"
+_SDI_T1 = "SDI (arXiv 2405.15891) Table 1"
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("anchords-multi", "AnchorDS reduces semantic over-smoothing on multi-object prompts: objects in their places",
+          f"{_ANCHORDS}, Sec. 1 and Fig. 1; T3Bench multi", Arm("anchords"), Arm("sds"), "layout", "higher", TWO_OBJECTS),
+    Claim("anchords-quality", "AnchorDS beats SDS overall (T3Bench quality 30.7 vs 29.7)", f"{_ANCHORDS}, T3Bench table",
+          Arm("anchords"), Arm("sds"), "match", "higher"),
+    Claim("anchords-filter", "The filter adds to AnchorDS (T3Bench 32.8 vs 30.7)", f"{_ANCHORDS}, T3Bench table (ablation)",
+          Arm("anchords-filter"), Arm("anchords"), "match", "higher"),
+    Claim("anchords-finetune", "The fine-tune adds to the filter (T3Bench 33.3 vs 32.8)",
+          f"{_ANCHORDS}, T3Bench table (ablation)", Arm("anchords-finetune"), Arm("anchords-filter"), "match", "higher"),
+    Claim("anchords-cost", "AnchorDS costs about what SDS costs (one more prior row, batched)",
+          f"{_ANCHORDS}, Sec. 4 (cost); METHODS.md", Arm("anchords"), Arm("sds"), "seconds", "same", margin=0.25),
+    Claim("isd-variance", "ISD lowers the oscillation of the gradient against SDS", f"{_ISD}, Fig. 3",
+          Arm("isd"), Arm("sds"), "oscillation", "lower"),
+    Claim("isd-control-variate", "ISD's text control variate beats IP-SDS (ε as control variate)", f"{_ISD}, ablation (Sec. 5)",
+          Arm("isd"), Arm("isd", "ip-sds", (("mode", "ip-sds"),)), "match", "higher"),
+    Claim("isd-multi", "ISD avoids mode averaging on multi-object prompts: objects in their places",
+          f"{_ISD}, T3Bench multi (41.4)", Arm("isd"), Arm("sds"), "layout", "higher", TWO_OBJECTS),
+    Claim("isd-janus", "ISD's reference image fixes the front: fewer Janus views on faces", f"{_ISD}, Sec. 1 and figures",
+          Arm("isd"), Arm("sds"), "match", "higher", ("face",)),
+    Claim("uds-generation", "UDS generates better than SDS", f"{_UDS}, generation table",
+          Arm("uds"), Arm("sds"), "match", "higher"),
+    Claim("sdi-divergence", "SDI diverges less than SDS (4.7% vs 18.6% diverged)", _SDI_T1,
+          Arm("sdi"), Arm("sds"), "diverged", "lower", prompts_per_kind=3),
+    Claim("sdi-quality", "SDI beats SDS (CLIP 33.47 vs 29.81)", _SDI_T1, Arm("sdi"), Arm("sds"), "match", "higher",
+          prompts_per_kind=3),
+    Claim("vsd-quality", "VSD beats SDS (CLIP 33.31 vs 29.81)", f"{_SDI_T1}; ProlificDreamer", Arm("vsd"), Arm("sds"),
+          "match", "higher", prompts_per_kind=3),
+    Claim("ism-quality", "ISM beats SDS", "LucidDreamer (CVPR 2024), comparisons", Arm("ism"), Arm("sds"), "match",
+          "higher", prompts_per_kind=3),
+    Claim("csd-enough", "The classifier term alone does what SDS does (CSD)", "CSD (Yu et al. 2023), Sec. 3",
+          Arm("csd"), Arm("sds"), "match", "same", prompts_per_kind=6, margin=0.1),
+    Claim("nfsd-quality", "NFSD beats SDS at a low CFG", "NFSD (Katzir et al. 2024)", Arm("nfsd"), Arm("sds"),
+          "match", "higher", prompts_per_kind=6),
+    Claim("uds-edit-identity-dds", "UDS keeps identity when editing better than DDS", f"{_UDS}, editing table",
+          Arm("uds"), Arm("dds"), "outside_mse", "lower", priors=("toy",), edit=True),
+    Claim("uds-edit-identity-pds", "UDS keeps identity when editing better than PDS", f"{_UDS}, editing table",
+          Arm("uds"), Arm("pds"), "outside_mse", "lower", priors=("toy",), edit=True),
+    Claim("uds-edit-applies", "UDS applies the edit at least as well as DDS", f"{_UDS}, editing table",
+          Arm("uds"), Arm("dds"), "changed", "higher", priors=("toy",), edit=True),
+)
+
+
+def _num(v: str | float | None) -> float | None:
+    if v is None or v == "":
+        return None
+    return float(v)
+
+
+# ---------------------------------------------------------------------------------------------- the runs
+
+
+def claim_kinds(claim: Claim, prior: str) -> tuple[str, ...]:
+    """The prompt kinds a claim is tested on with ``prior``: on the word-token prior only the two-object kinds
+    (what it is in the ledger for: whether a claim depends on a prior that mixes attributes), to fit the budget."""
+    return claim.kinds if prior == "toy" else tuple(k for k in claim.kinds if k in TWO_OBJECTS)
+
+
+def claim_priors(claim: Claim) -> tuple[str, ...]:
+    return tuple(p for p in claim.priors if claim_kinds(claim, p))
+
+
+def claim_prompts(claim: Claim, prior: str = "toy") -> list[str]:
+    """The [test] prompts of ``SUITE`` that test ``claim`` on ``prior`` (the first N of each kind for expensive
+    methods), interleaved across kinds (each kind's first, then each one's second...)."""
+    test = load_suite(SUITE).test
+    per_kind = []
+    for kind in claim_kinds(claim, prior):
+        of_kind = [p for p in test if parse_caption(p).kind == kind]
+        per_kind.append(of_kind[: claim.prompts_per_kind] if claim.prompts_per_kind else of_kind)
+    return [ps[i] for i in range(max(map(len, per_kind), default=0)) for ps in per_kind if i < len(ps)]
+
+
+def claims_edit_pairs() -> list[tuple[str, str]]:
+    """24 toy edits by one rule: the first 4 singles, 4 "next to" and 4 "on top of" [test] captions of
+    ``SUITE``; for each, the first object's colour changed to the next palette colour the scene does not use,
+    and its shape to the next shape (faces excluded) the scene does not use."""
+    test = load_suite(SUITE).test
+    sources = [p for kind in ("single", "next to", "on top of") for p in [q for q in test if parse_caption(q).kind == kind][:4]]
+    pairs = []
+    for caption in sources:
+        spec = parse_caption(caption)
+        first, rest = spec.objects[0], spec.objects[1:]
+        used_c, used_s = {o.color for o in spec.objects}, {o.shape for o in spec.objects}
+        color = _next(COLOR_NAMES, first.color, used_c)
+        shape = _next(tuple(s for s in SHAPES if s != "face"), first.shape, used_s)
+        for obj in (ObjectSpec(first.shape, color), ObjectSpec(shape, first.color)):
+            pairs.append((caption, SceneSpec((obj, *rest), spec.relation).caption))
+    return pairs
+
+
+def _next(names: tuple[str, ...], current: str, used: set[str]) -> str:
+    i = names.index(current)
+    return next(n for n in names[i + 1 :] + names[:i] if n not in used)
+
+
+def generation_specs(claims: Iterable[Claim], seeds: list[int]):
+    """Every generation run of the claims as ``grid.RunSpec``s, seed-major (all seed-0 runs first) and within
+    a seed round-robin over the (claim, prior) cells (each cell's first prompt, then each one's second...), so
+    a ledger stopped early has a first paired estimate for every claim. A run shared by claims is listed once."""
+    from distill3d.bench.grid import BENCH_OVERRIDES, RunSpec
+
+    cells = [(c, p, claim_prompts(c, p)) for c in claims if not c.edit for p in claim_priors(c)]
+    specs, seen = [], set()
+    for seed in seeds:
+        for i in range(max((len(prompts) for _, _, prompts in cells), default=0)):
+            for claim, prior, prompts in cells:
+                if i >= len(prompts):
+                    continue
+                for arm in (claim.treatment, claim.baseline):
+                    overrides = tuple(sorted({**BENCH_OVERRIDES, **dict(arm.overrides)}.items()))
+                    spec = RunSpec(prompts[i], arm.method, arm.label, prior, seed, overrides)
+                    if (spec.run_id, spec.preset) not in seen:
+                        seen.add((spec.run_id, spec.preset))
+                        specs.append(spec)
+    return specs
+
+
+# ---------------------------------------------------------------------------------------------- the ledger
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    claim: Claim
+    prior: str
+    effect: Interval | None
+    baseline_mean: float | None
+    treatment_mean: float | None
+    verdict: str
+
+
+def _keyed(rows: list[dict], arm: Arm, prior: str, prompts: set[str], metric: str) -> dict[tuple, float]:
+    fn = METRICS[metric][1]
+    out = {}
+    for r in rows:
+        if r["method"] == arm.method and r["preset"] == arm.label and r["prior"] == prior and r["prompt"] in prompts:
+            v = fn(r)
+            if v is not None:
+                out[(r["prompt"], int(r["seed"]))] = v
+    return out
+
+
+def verdict(claim: Claim, effect: Interval | None) -> str:
+    if effect is None or effect.n < 2:
+        return "not run yet" if effect is None else "inconclusive"
+    if claim.claimed == "same":
+        if -claim.margin <= effect.low and effect.high <= claim.margin:
+            return "supported"
+        return "contradicted" if effect.low > claim.margin or effect.high < -claim.margin else "inconclusive"
+    lo, hi = (effect.low, effect.high) if claim.claimed == "higher" else (-effect.high, -effect.low)
+    return "supported" if lo > 0 else "contradicted" if hi < 0 else "inconclusive"
+
+
+def evaluate_generation(claim: Claim, prior: str, rows: list[dict]) -> ClaimResult:
+    prompts = set(claim_prompts(claim, prior))
+    a = _keyed(rows, claim.treatment, prior, prompts, claim.metric)
+    b = _keyed(rows, claim.baseline, prior, prompts, claim.metric)
+    keys = sorted(set(a) & set(b))
+    if claim.metric == "seconds":
+        diffs = [a[k] / b[k] - 1.0 for k in keys if b[k] > 0]
+    else:
+        diffs = [a[k] - b[k] for k in keys]
+    effect = bootstrap(diffs)
+    return ClaimResult(claim, prior, effect, _mean(b[k] for k in keys), _mean(a[k] for k in keys), verdict(claim, effect))
+
+
+def evaluate_edit(claim: Claim, runs: list[dict]) -> ClaimResult:
+    def keyed(method: str) -> dict[tuple, float]:
+        return {(r["source"], r["target"], r["seed"]): r[claim.metric] for r in runs
+                if r["method"] == method and claim.metric in r}
+
+    a, b = keyed(claim.treatment.method), keyed(claim.baseline.method)
+    keys = sorted(set(a) & set(b))
+    effect = bootstrap([a[k] - b[k] for k in keys])
+    return ClaimResult(claim, "toy", effect, _mean(b[k] for k in keys), _mean(a[k] for k in keys), verdict(claim, effect))
+
+
+def _mean(values: Iterable[float]) -> float | None:
+    values = list(values)
+    return statistics.fmean(values) if values else None
+
+
+def _fmt(v: float | None, metric: str) -> str:
+    if v is None:
+        return "–"
+    if metric in ("match", "layout", "consistent", "diverged", "changed", "kept"):
+        return f"{100 * v:.0f}%"
+    return f"{v:.3g}"
+
+
+def _effect(e: Interval | None, metric: str) -> str:
+    if e is None:
+        return "–"
+    if metric in ("match", "layout", "consistent", "diverged", "changed", "kept"):
+        return f"{100 * e.mean:+.0f} pts [{100 * e.low:+.0f}, {100 * e.high:+.0f}]"
+    if metric == "seconds":
+        return f"{100 * e.mean:+.0f}% [{100 * e.low:+.0f}, {100 * e.high:+.0f}]"
+    return f"{e.mean:+.3g} [{e.low:+.3g}, {e.high:+.3g}]"
+
+
+def write_ledger(results: list[ClaimResult], out: Path, command: str, seeds: list[int]) -> str:
+    """``claims.md``: the rule, then one row per claim and prior."""
+    lines = ["# Claims ledger", "", f"Made by `{command}` (suite `{SUITE}`, [test] prompts, seeds {seeds}).", "",
+             f"**Verdict rule.** {VERDICT_RULE}", "",
+             "| claim | source | test | metric | baseline | treatment | effect [95% CI] | pairs | verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        c = r.claim
+        if c.edit:
+            test = f"bench edit, {len(claims_edit_pairs())} toy edits, prior {r.prior}"
+            title = EDIT_METRICS[c.metric]
+        else:
+            n = len(claim_prompts(c, r.prior))
+            test = f"{n} prompts ({', '.join(claim_kinds(c, r.prior))}" + (f"; first {c.prompts_per_kind} per kind" if c.prompts_per_kind
+                                                           else "") + f"), prior {r.prior}"
+            title = METRICS[c.metric][0]
+        if c.claimed == "same":
+            title += f", same within ±{c.margin:g}"
+        lines.append(f"| {c.statement} (`{c.key}`) | {c.source} | {c.treatment.describe()} vs {c.baseline.describe()}; "
+                     f"{test} | {title} | {_fmt(r.baseline_mean, c.metric)} | {_fmt(r.treatment_mean, c.metric)} | "
+                     f"{_effect(r.effect, c.metric)} | {r.effect.n if r.effect else 0} | {r.verdict} |")
+    text = "\n".join(lines) + "\n"
+    write_text_atomic(out, text)
+    return text
+
+
+def run_claims(out_dir: Path, seeds: list[int], engine, claims: tuple[Claim, ...] = CLAIMS, run: bool = True,
+               log: Callable[[str], None] = print) -> str:
+    """Run (or resume) every claim's runs, seed by seed, then write ``out_dir/claims.md``; returns its text."""
+    from distill3d.bench.edit import bench_edit, make_pair
+    from distill3d.bench.grid import check_specs, read_results, run_grid
+
+    edit_claims = [c for c in claims if c.edit]
+    edit_methods = list(dict.fromkeys(m for c in edit_claims for m in (c.treatment.method, c.baseline.method)))
+    pairs = [make_pair(s, t) for s, t in claims_edit_pairs()]
+    if run:
+        all_specs = generation_specs(claims, seeds)
+        check_specs(all_specs)
+        for seed in seeds:
+            specs = [s for s in all_specs if s.seed == seed]
+            log(f"seed {seed}: {len(specs)} generation runs")
+            run_grid(specs, out_dir, engine, log)
+            if edit_claims:
+                log(f"seed {seed}: {len(edit_methods) * len(pairs)} edits")
+                for pair in pairs:  # pair by pair, every method: a ledger stopped early still pairs its edits
+                    bench_edit(edit_methods, [pair], [seed], out_dir / "edit", {})
+    rows = read_results(out_dir) if (out_dir / "results.csv").is_file() else []
+    edit_runs = _edit_runs(out_dir / "edit")
+    results = []
+    for c in claims:
+        if c.edit:
+            results.append(evaluate_edit(c, edit_runs))
+        else:
+            results += [evaluate_generation(c, p, rows) for p in claim_priors(c)]
+    done = sorted({int(r["seed"]) for r in rows})
+    return write_ledger(results, out_dir / "claims.md", _command(out_dir, seeds), done or seeds)
+
+
+def _edit_runs(edit_dir: Path) -> list[dict]:
+    """Every finished edit's metrics under ``edit_dir/runs`` (one ``metrics.json`` per method, pair, seed)."""
+    from distill3d.bench.edit import make_pair
+
+    runs = []
+    by_slug = {make_pair(s, t).slug: (s, t) for s, t in claims_edit_pairs()}
+    for path in sorted(edit_dir.glob("runs/*/*/metrics.json")):
+        slug, _, seed = path.parent.name.rpartition("_s")
+        if slug in by_slug:
+            source, target = by_slug[slug]
+            runs.append({"method": path.parent.parent.name, "source": source, "target": target, "seed": int(seed),
+                         **json.loads(path.read_text())})
+    return runs
+
+
+def _command(out_dir: Path, seeds: list[int]) -> str:
+    return f"distill3d bench claims --seeds {','.join(map(str, seeds))} --workers 2 --out {out_dir}"
+
+
+__all__ = ["CLAIMS", "Arm", "Claim", "ClaimResult", "claim_kinds", "claim_priors", "claim_prompts", "claims_edit_pairs", "evaluate_edit",
+           "evaluate_generation", "generation_specs", "run_claims", "verdict", "write_ledger"]

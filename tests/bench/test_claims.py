@@ -1,0 +1,105 @@
+"""The claims ledger (bench.claims): its verdict rule, pairing, run plan, edits and claims.md."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from distill3d.bench.claims import (
+    CLAIMS,
+    PRIORS,
+    TWO_OBJECTS,
+    Arm,
+    Claim,
+    claim_prompts,
+    claims_edit_pairs,
+    evaluate_generation,
+    generation_specs,
+    run_claims,
+    verdict,
+)
+from distill3d.bench.grid import COLUMNS
+from distill3d.bench.stats import Interval
+from distill3d.cli.main import main
+from distill3d.toyworld.grammar import parse_caption
+
+HIGHER = Claim("h", "a beats b", "paper", Arm("a"), Arm("b"), "match", "higher")
+LOWER = Claim("l", "a lowers it", "paper", Arm("a"), Arm("b"), "oscillation", "lower")
+SAME = Claim("s", "same cost", "paper", Arm("a"), Arm("b"), "seconds", "same", margin=0.25)
+
+
+def test_verdict_rule_reads_the_interval_against_the_claimed_side():
+    assert verdict(HIGHER, Interval(0.2, 0.1, 0.3, 9)) == "supported"
+    assert verdict(HIGHER, Interval(-0.2, -0.3, -0.1, 9)) == "contradicted"
+    assert verdict(HIGHER, Interval(0.05, -0.1, 0.2, 9)) == "inconclusive"
+    assert verdict(LOWER, Interval(-0.2, -0.3, -0.1, 9)) == "supported"
+    assert verdict(LOWER, Interval(0.2, 0.1, 0.3, 9)) == "contradicted"
+    assert verdict(SAME, Interval(0.1, -0.2, 0.2, 9)) == "supported"
+    assert verdict(SAME, Interval(0.5, 0.3, 0.7, 9)) == "contradicted"
+    assert verdict(SAME, Interval(0.2, 0.1, 0.3, 9)) == "inconclusive"
+    assert verdict(HIGHER, None) == "not run yet"
+    assert verdict(HIGHER, Interval(0.5, 0.5, 0.5, 1)) == "inconclusive"  # one pair decides nothing
+
+
+def _row(prompt, method, seed, prior="toy", **values):
+    row = {c: "" for c in COLUMNS} | {"prompt": prompt, "method": method, "preset": "default", "prior": prior,
+                                      "seed": str(seed), "kind": parse_caption(prompt).kind}
+    return row | {k: str(v) for k, v in values.items()}
+
+
+def test_effects_are_paired_by_prompt_and_seed_and_cost_is_a_ratio():
+    prompts = claim_prompts(HIGHER)
+    rows = [_row(p, "a", s, match=0.5 + 0.1 * s, seconds_total=30) for p in prompts for s in (0, 1)]
+    rows += [_row(p, "b", s, match=0.3 + 0.1 * s, seconds_total=20) for p in prompts for s in (0, 1)]
+    rows.append(_row(prompts[0], "a", 7, match=1.0, seconds_total=1))  # no baseline for it: not paired
+    r = evaluate_generation(HIGHER, "toy", rows)
+    assert r.effect.n == 2 * len(prompts) and r.effect.mean == pytest.approx(0.2) and r.verdict == "supported"
+    cost = evaluate_generation(SAME, "toy", rows)
+    assert cost.effect.mean == pytest.approx(0.5) and cost.verdict == "contradicted"  # 30 s vs 20 s: +50%
+
+
+def test_the_run_plan_is_seed_major_shares_runs_and_keeps_the_word_prior_to_two_objects():
+    specs = generation_specs(CLAIMS, [0, 1])
+    seeds = [s.seed for s in specs]
+    assert seeds == sorted(seeds)  # every seed-0 run first: a ledger stopped early has every claim's first seed
+    assert len({(s.run_id, s.preset) for s in specs}) == len(specs)
+    sds_toy = [s for s in specs if s.method == "sds" and s.prior == "toy" and s.seed == 0]
+    assert len(sds_toy) == 40  # the baseline of many claims, made once per prompt
+    words = [s for s in specs if s.prior == "toy-words"]
+    assert words and all(parse_caption(s.prompt).kind in TWO_OBJECTS for s in words)
+    assert {s.prior for s in specs} == set(PRIORS)
+
+
+def test_edit_pairs_change_one_attribute_of_one_object():
+    pairs = claims_edit_pairs()
+    assert len(pairs) == 24 and len(set(pairs)) == 24
+    for src, tgt in pairs:
+        a, b = parse_caption(src), parse_caption(tgt)
+        assert a.relation == b.relation and a.objects[1:] == b.objects[1:]
+        changed = (a.objects[0].color != b.objects[0].color) + (a.objects[0].shape != b.objects[0].shape)
+        assert changed == 1 and b.objects[0].shape != "face"
+
+
+def test_the_ledger_has_a_row_per_claim_and_prior_with_the_rule(tmp_path):
+    assert len(CLAIMS) >= 12
+    prompts = claim_prompts(CLAIMS[0])
+    rows = [_row(p, m, s, layout=v, match=v, seconds_total=10) for p in prompts for s in (0, 1)
+            for m, v in (("anchords", 0.2), ("sds", 0.6))]
+    with (tmp_path / "results.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(COLUMNS))
+        w.writeheader()
+        w.writerows(rows)
+    text = run_claims(tmp_path, [0, 1], engine=None, run=False)
+    assert (tmp_path / "claims.md").read_text() == text and "Verdict rule" in text
+    table = [line for line in text.splitlines() if line.startswith("| ") and "`" in line]
+    assert len(table) >= len(CLAIMS)
+    first = next(line for line in table if "`anchords-multi`" in line and "prior toy |" in line)
+    assert "contradicted" in first and "-40 pts" in first
+    assert any("not run yet" in line for line in table)
+
+
+def test_unknown_claims_are_a_one_line_error(tmp_path, capsys):
+    assert main(["bench", "claims", "--only", "nope", "--no-run", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown claim 'nope'" in err and "Traceback" not in err
