@@ -95,6 +95,19 @@ def test_resume_is_bit_identical(tmp_path):
     assert all(torch.equal(opt_a[i][k], opt_b[i][k]) for i in opt_a for k in opt_a[i])
 
 
+def test_init_fine_tunes_from_given_weights(tmp_path):
+    """A fine-tune starts where the given model is: its loss at step 0 is that model's, not a fresh one's."""
+    data = fake_data()
+    trained = train(data, small_config(), _cfg(30), tmp_path / "a", progress=False, log=lambda s: None).ema
+    cfg = _cfg(1, lr=1e-12, warmup=1)  # one step that cannot move the weights
+    tuned = train(data, tiny_config(), cfg, tmp_path / "b", progress=False, log=lambda s: None, init=trained)
+    assert tuned.model.config == trained.config  # the given model's config, not the model_cfg passed
+    for a, b in zip(tuned.model.parameters(), trained.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    fresh = new_state(small_config(), cfg, torch.device("cpu")).model
+    assert _fixed_loss(tuned.model, data, cfg) < _fixed_loss(fresh, data, cfg)
+
+
 def test_resume_without_checkpoint_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no checkpoint"):
         train(fake_data(), small_config(), _cfg(2), tmp_path, resume=True, progress=False)

@@ -42,6 +42,9 @@ import click
               help="Checkpoint and evaluate this often.")
 @click.option("--max-minutes", type=click.FloatRange(0, min_open=True), default=None,
               help="Stop with a checkpoint after this wall time.")
+@click.option("--init", "init_weights", default=None,
+              help="Fine-tune: start from these weights (a .safetensors with its .json, or a shipped prior's name: "
+                   "toy, toy-words); the model options above are then taken from it.")
 @click.option("--export", "export_path", type=click.Path(path_type=Path), default=None,
               help="After training, write the EMA weights (fp16) here, e.g. "
                    "src/distill3d/weights/toy_prior.safetensors.")
@@ -49,12 +52,13 @@ def train(data_dir: Path, out: Path, steps: int, batch: int, seed: int, lr: floa
           loss_weighting: str, text_encoder: str, prediction: str, ema_decay: float, image_view: str,
           p_drop_text: float, p_drop_image: float, p_drop_camera: float, eval_captions: int, resume: bool,
           threads: int | None, checkpoint_minutes: float, max_minutes: float | None,
-          export_path: Path | None) -> None:
+          init_weights: str | None, export_path: Path | None) -> None:
     """Train the embedded toy prior on a toy-world dataset (CUDA when available). The progress bar
     shows the loss and, at each checkpoint, the judged accuracy on held-out captions; out/log.jsonl
     keeps every evaluation against wall time."""
     import torch
 
+    from distill3d.core.errors import UserError
     from distill3d.priors.toy.model import ToyUNetConfig
     from distill3d.priors.toy.train import TrainConfig, export_ema
     from distill3d.priors.toy.train import train as run_training
@@ -73,8 +77,16 @@ def train(data_dir: Path, out: Path, steps: int, batch: int, seed: int, lr: floa
     click.echo(f"training on {device}: {len(data.captions)} scenes at {data.size} px -> {out}")
     model_cfg = ToyUNetConfig(vocabulary=tuple(VOCABULARY), image_size=data.size, text_encoder=text_encoder,
                               prediction=prediction)
+    init = None
+    if init_weights is not None and not resume:
+        from distill3d.priors.toy.prior import SHIPPED, load_model
+
+        init = load_model(SHIPPED.get(init_weights, init_weights))
+        if init.config.image_size != data.size:
+            raise UserError(f"--init {init_weights} is a {init.config.image_size} px model; the dataset is {data.size} px")
+        click.echo(f"fine-tuning from {init_weights}")
     run_training(data, model_cfg, cfg, out, resume=resume, device=device, log=click.echo,
-                 judge=Judge.load() if eval_captions > 0 else None)
+                 judge=Judge.load() if eval_captions > 0 else None, init=init)
     if export_path is not None:
         export_ema(out, export_path)
         click.echo(f"wrote EMA weights to {export_path}")

@@ -70,11 +70,22 @@ def render(caption: str, out_dir: str, azimuths: str, elevation: float, size: in
               help="Which captions: those the prior trains on, the held-out ones, or all.")
 @click.option("--shard-size", default=1024, show_default=True, type=click.IntRange(1))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Render processes.")
-def dataset(out_dir: str, count: int, size: int, seed: int, split: str, shard_size: int, workers: int) -> None:
+@click.option("--front-bias", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of first views drawn near the front (N(0, 45°)) instead of uniformly in azimuth.")
+@click.option("--kind-weights", default="0.16,0.14,0.35,0.35", show_default=True,
+              help="Shares of the caption kinds single, face, on top of, next to.")
+def dataset(out_dir: str, count: int, size: int, seed: int, split: str, shard_size: int, workers: int,
+            front_bias: float, kind_weights: str) -> None:
     """Build (or resume) a toy-world dataset: captions, two views per scene, cameras."""
+    from distill3d.core.errors import UserError
     from distill3d.toyworld.dataset import DatasetConfig, build_dataset
 
-    cfg = DatasetConfig(count=count, size=size, seed=seed, split=split, shard_size=shard_size)
+    try:
+        weights = tuple(float(w) for w in kind_weights.split(","))
+    except ValueError:
+        raise UserError(f"--kind-weights takes four comma-separated numbers, got {kind_weights!r}") from None
+    cfg = DatasetConfig(count=count, size=size, seed=seed, split=split, shard_size=shard_size,
+                        azimuth_front_bias=front_bias, kind_weights=weights)
     root = build_dataset(out_dir, cfg, workers=workers)
     click.echo(f"dataset of {count} scenes at {size}px in {root}")
 

@@ -81,7 +81,7 @@ METHODS: tuple[MethodEntry, ...] = (
     MethodEntry("vsd", "generate", VSD, VSDConfig,
                 "VSD (ProlificDreamer Eq. 9): w(t)(ε̂_cfg(z_t;y) − ε̂_φ(z_t;y,π)), a camera-conditioned LoRA trained on the renders"),
     MethodEntry("sdi", "generate", SDI, SDIConfig,
-                "SDI (Lukoianov et al. 2024): SDS with ε from conditional DDIM inversion of the render, t annealed 0.98 → 0.2"),
+                "SDI (Lukoianov et al. 2024): SDS with ε from conditional DDIM inversion of the render, t annealed 0.98 → 0.25, Perp-Neg (release configs/sdi.yaml)"),
     MethodEntry("uds", "edit", UDSEdit, UDSEditConfig,
                 "UDS editing (Eq. 14): x̂0^tgt − x̂0^src + 7.5(δ_cls^tgt − δ_cls^src); DDIM x̂0: --set x0_steps=4"),
     MethodEntry("dds", "edit", DDS, DDSConfig, "DDS: ε̂_cfg(z_t^tgt;y_tgt) − ε̂_cfg(z_t^src;y_src), CFG 100"),

@@ -264,10 +264,12 @@ def export_ema(out: str | Path, path: str | Path) -> None:
 def train(data: ToyDataLike, model_cfg: ToyUNetConfig, cfg: TrainConfig, out: str | Path, resume: bool = False,
           device: str | torch.device = "cpu", progress: bool = True,
           log: Callable[[str], None] = print, judge: JudgeLike | None = None,
-          stop_at: int | None = None) -> TrainState:
+          stop_at: int | None = None, init: ToyUNet | None = None) -> TrainState:
     """Train (or resume) until ``cfg.steps``; checkpoint and evaluate every ``cfg.checkpoint_minutes``
     and at the end (judged held-out accuracy too when ``judge`` is given). ``stop_at`` stops earlier,
-    with a checkpoint, without changing the schedule (which ``cfg.steps`` sets), as an interruption would."""
+    with a checkpoint, without changing the schedule (which ``cfg.steps`` sets), as an interruption would.
+    ``init`` fine-tunes: a fresh run's model and EMA start from its weights (its config replaces
+    ``model_cfg``), with a fresh optimiser and schedule; a resumed run ignores it (the checkpoint holds both)."""
     from tqdm import tqdm
 
     out, device = Path(out), torch.device(device)
@@ -276,7 +278,13 @@ def train(data: ToyDataLike, model_cfg: ToyUNetConfig, cfg: TrainConfig, out: st
     n_train = n - cfg.holdout
     if n_train < 1:
         raise UserError(f"the dataset has {n} scenes; at least {cfg.holdout + 1} are needed")
-    state = load_checkpoint(out, cfg, device) if resume else new_state(model_cfg, cfg, device)
+    if resume:
+        state = load_checkpoint(out, cfg, device)
+    else:
+        state = new_state(init.config if init is not None else model_cfg, cfg, device)
+        if init is not None:  # fine-tune: both start from the given weights
+            state.model.load_state_dict(init.state_dict())
+            state.ema.load_state_dict(init.state_dict())
     alphas_cumprod = alphas_cumprod_cosine().to(device)
     start, last_ckpt, minutes0, images_seen, loss_avg = time.time(), time.time(), state.minutes, 0, None
     bar = tqdm(total=cfg.steps, initial=state.step, disable=not progress, mininterval=10, dynamic_ncols=True)
