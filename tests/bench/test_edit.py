@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from distill3d.bench import edit as bench
 from distill3d.bench.edit import (
@@ -121,3 +122,13 @@ def test_bench_edit_command_on_a_tiny_configuration(tmp_path, monkeypatch, capsy
     assert json.loads((out / "results.json").read_text())["runs"] == result["runs"]
     assert main([*argv[:3], "magic", *argv[4:]]) == 2
     assert "unknown edit method 'magic'" in capsys.readouterr().err
+
+
+def test_truth_assets_have_finite_sizes_where_samples_coincide(tmp_path):
+    """A cone's tip draws coincident surface samples (zero spacing); their surfels still get a finite size."""
+    from distill3d.scene.registry import load_representation
+
+    asset = truth_asset(parse_caption("a blue cone on top of a yellow cube"), 5000)
+    assert torch.isfinite(asset.log_scales).all()
+    asset.save(tmp_path / "gaussians.ply")
+    assert torch.isfinite(load_representation(tmp_path / "gaussians.ply").log_scales).all()

@@ -29,20 +29,25 @@ def make_input(prior: TinyPrior, batch: int = 3, seed: int = 7, step: int = 10, 
 
 
 class GuidanceContract:
-    """Subclasses set ``make_method`` (and ``with_source`` for editing methods)."""
+    """Subclasses set ``make_method`` (and ``with_source`` for editing methods; ``make_prior`` and ``batch`` for a
+    method that needs another prior, e.g. a multi-view one and its groups of 4 views)."""
 
     with_source = False
+    batch = 3  # views of the inputs, at azimuths 0, 90, 180, ...
 
     def make_method(self) -> GuidanceMethod:
         raise NotImplementedError
 
+    def make_prior(self) -> TinyPrior:
+        return TinyPrior()
+
     def _run(self, prior, method=None, seed: int = 0, inp: GuidanceInput | None = None):
         method = method or self.make_method()
-        inp = inp or make_input(prior, with_source=self.with_source)
+        inp = inp or make_input(prior, batch=self.batch, with_source=self.with_source)
         return method(prior, inp, torch.Generator().manual_seed(seed)), inp
 
     def test_shape_and_finite(self):
-        out, inp = self._run(TinyPrior())
+        out, inp = self._run(self.make_prior())
         assert out.grad.shape == inp.latents.shape
         assert torch.isfinite(out.grad).all()
         assert out.t.shape == (inp.latents.shape[0],) and out.t.dtype == torch.long
@@ -51,12 +56,12 @@ class GuidanceContract:
         assert out.grad.abs().sum() > 0, "a zero gradient would make every other check vacuous"
 
     def test_does_not_backprop_into_latents(self):
-        out, inp = self._run(TinyPrior())
+        out, inp = self._run(self.make_prior())
         assert not out.grad.requires_grad
         assert inp.latents.grad is None
 
     def test_seed_determinism(self):
-        prior = TinyPrior()
+        prior = self.make_prior()
         a, _ = self._run(prior, seed=3)
         b, _ = self._run(prior, seed=3)
         c, _ = self._run(prior, seed=4)
@@ -64,13 +69,13 @@ class GuidanceContract:
         assert not torch.equal(a.grad, c.grad)
 
     def test_surrogate_loss_gradient_is_the_guidance(self):
-        out, inp = self._run(TinyPrior())
+        out, inp = self._run(self.make_prior())
         loss = surrogate_loss(inp.latents, out.grad)
         (dz,) = torch.autograd.grad(loss, inp.latents)
         torch.testing.assert_close(dz, out.grad, rtol=1e-6, atol=1e-6)
 
     def test_counts_its_prior_calls(self):
-        prior = TinyPrior()
+        prior = self.make_prior()
         method = self.make_method()
         out, _ = self._run(prior, method)
         assert prior.calls == out.num_prior_calls <= method.prior_calls_per_step  # at most (ISM: fewer strides)
@@ -78,7 +83,7 @@ class GuidanceContract:
 
     def test_declares_every_text_besides_the_prompts(self):
         """A prior that reads only its grammar checks ``extra_texts()`` before a run: it must be complete."""
-        prior = TinyPrior()
+        prior = self.make_prior()
         method = self.make_method()
         self._run(prior, method)
         prompts = (PROMPT, SOURCE_PROMPT) if self.with_source else (PROMPT,)
@@ -86,8 +91,8 @@ class GuidanceContract:
         assert not undeclared
 
     def test_batched_equals_row_by_row(self):
-        prior = TinyPrior()
-        inp = make_input(prior, with_source=self.with_source)
+        prior = self.make_prior()
+        inp = make_input(prior, batch=self.batch, with_source=self.with_source)
         batched, _ = self._run(prior, seed=5, inp=inp)
         rowwise, _ = self._run(RowwisePrior(prior), seed=5, inp=inp)
         assert torch.equal(batched.t, rowwise.t)

@@ -34,6 +34,12 @@ class TestAnchorDSFinetuneContract(GuidanceContract):
         return AnchorDS(AnchorDSConfig(finetune=FinetuneConfig()))
 
 
+class TestAnchorDSAuthorsFilterContract(GuidanceContract):
+    def make_method(self):
+        return AnchorDS(AnchorDSConfig(form=CodeForm(negative_prompt="blurry"), filter_threshold=10.0,
+                                       filter_source="authors"))
+
+
 def _reconstruction(prior, z_t, ti, a, image):
     e_anchor = one(prior, z_t, ti, Condition("", image, 0.5))  # ε̂(z_t; ∅, I)
     return prior.decode(x0(z_t, e_anchor, a)[None])[0], e_anchor
@@ -93,6 +99,77 @@ def test_filter_zeroes_views_with_high_l_rec():
     assert (out.grad[high] == 0).all()
     torch.testing.assert_close(out.grad[~high], free.grad[~high])
     assert (out.grad[~high].flatten(1).abs().sum(1) > 0).all()
+
+
+# The authors' grid, written out: diffusers' DDIMScheduler.set_timesteps(50) with SD 1.5's scheduler config
+# ("leading" spacing, steps_offset 1) gives timesteps 981, 961, ..., 21, 1.
+AUTHORS_GRID = [981 - 20 * k for k in range(50)]
+
+
+def _authors_t(t: int) -> int:
+    """ip_adapter_guidance.py: the first grid step (descending) that is not greater than t."""
+    return next(g for g in AUTHORS_GRID if not g > t)
+
+
+def _authors_reconstructions(prior, method, inp, seed):
+    """D(x̂0) read from the SOURCE row ε̂(z_t; y_neg, I) at the snapped t, per view, by hand."""
+    t, eps = replay(prior, method.config.timesteps, inp, seed)
+    recons, snapped = [], []
+    for i in range(inp.latents.shape[0]):
+        ti, a = int(t[i]), abar(prior, int(t[i]))
+        z_t = noised(inp.latents[i].detach(), eps[i], a)
+        e_src = one(prior, z_t, ti, Condition("blurry", inp.images[i], 0.5))  # the source row
+        snapped.append(_authors_t(ti))
+        recons.append(prior.decode(x0(z_t, e_src, abar(prior, snapped[-1]))[None])[0])
+    return torch.stack(recons), t, snapped
+
+
+def test_authors_filter_reads_x0_from_the_source_row_at_the_snapped_t():
+    prior = TinyPrior()
+    inp = make_input(prior, batch=4)
+    free = AnchorDS(AnchorDSConfig(form=CodeForm(negative_prompt="blurry"), filter_source="authors"))
+    out = free(prior, inp, torch.Generator().manual_seed(5))
+    assert out.num_prior_evals == 8  # target and source rows only: no ε̂(∅, I) row
+    recon, t, snapped = _authors_reconstructions(prior, free, inp, 5)
+    assert any(s != int(ti) for s, ti in zip(snapped, t))  # the snap moved t here, so ᾱ differs
+    torch.testing.assert_close(out.extras.reconstruction, recon, rtol=1e-5, atol=1e-5)
+    l_rec = ((recon - inp.images) ** 2).flatten(1).mean(1)  # Eq. 13
+    torch.testing.assert_close(out.extras.l_rec, l_rec, rtol=1e-5, atol=1e-6)
+    paper = AnchorDS(AnchorDSConfig(form=CodeForm(negative_prompt="blurry")))(prior, inp,
+                                                                           torch.Generator().manual_seed(5))
+    assert (paper.extras.l_rec - l_rec).abs().max() > 1e-4  # today's source is another estimate
+    # the filter (Eq. 14) on the authors' L_rec, γ between the 2nd and 3rd smallest
+    gamma = float(l_rec.sort().values[1:3].mean())
+    method = AnchorDS(AnchorDSConfig(form=CodeForm(negative_prompt="blurry"), filter_threshold=gamma,
+                                     filter_source="authors"))
+    kept = method(prior, inp, torch.Generator().manual_seed(5))
+    assert torch.equal(kept.extras.keep, l_rec < gamma) and (kept.grad[l_rec >= gamma] == 0).all()
+    scalars = kept.extras.scalars()
+    assert scalars["keep_rate"] == scalars["keep_rate_authors"] == 0.5
+    assert "keep_rate_paper" not in scalars  # y_neg ≠ "": the paper's ε̂(∅, I) row was not evaluated
+
+
+def test_paper_filter_reports_the_authors_keep_rate_beside_its_own():
+    prior = TinyPrior()
+    inp = make_input(prior, batch=4)
+    probe = AnchorDS(AnchorDSConfig(form=CodeForm(negative_prompt="blurry")))
+    recon, _, _ = _authors_reconstructions(prior, probe, inp, 6)
+    l_authors = ((recon - inp.images) ** 2).flatten(1).mean(1)
+    gamma = float(l_authors.sort().values[0:2].mean())  # the authors' filter keeps exactly one view
+    method = AnchorDS(AnchorDSConfig(form=CodeForm(negative_prompt="blurry"), filter_threshold=gamma))
+    out = method(prior, inp, torch.Generator().manual_seed(6))
+    assert out.num_prior_evals == 12  # target, source and the ε̂(∅, I) row of Eq. 12
+    scalars = out.extras.scalars()
+    assert scalars["keep_rate_authors"] == 0.25
+    assert scalars["keep_rate_paper"] == scalars["keep_rate"] == float((out.extras.l_rec < gamma).float().mean())
+
+
+def test_the_authors_grid_snaps_down():
+    from distill3d.guidance.anchords import snap_to_ddim_grid
+
+    t = torch.tensor([1, 20, 21, 22, 40, 41, 500, 980, 981, 999])
+    assert snap_to_ddim_grid(t, 1000).tolist() == [_authors_t(int(v)) for v in t] == [
+        1, 1, 21, 21, 21, 41, 481, 961, 981, 981]
 
 
 # The registry's filter (γ = 0.03) keeping a perfect anchor and dropping a bad one: test_behaviour.py (this

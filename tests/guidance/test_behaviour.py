@@ -12,6 +12,7 @@ from distill3d.guidance import GENERATE_METHODS, AnnealedTimesteps, GuidanceInpu
 from distill3d.guidance.sdi import SDI, SDIConfig
 from distill3d.guidance.sds import SDS, SDSConfig
 from distill3d.guidance.vsd import VSD, VSDConfig
+from distill3d.priors.base import ViewCapabilities
 
 from .analytic_prior import AnalyticPrior
 
@@ -40,12 +41,22 @@ def _optimise(method, prior: AnalyticPrior, x: torch.Tensor, steps: int, lr: flo
     return x.detach()
 
 
+class JointAnalyticPrior(AnalyticPrior):
+    """The analytic prior declared multi-view: the views of a group are independent draws of the same mixture,
+    so its exact score is the single-view one, row by row."""
+
+    view_capabilities = ViewCapabilities(joint_views=4)
+
+
 @pytest.mark.parametrize("name", list(GENERATE_METHODS))
 def test_every_method_moves_a_blue_start_into_the_red_mode(name):
     """Mode seeking toward the prompt's mode (with CFG a method may end beyond μ_red, oversaturated: the check
-    is the mode's posterior, which starts at ~0)."""
-    prior = AnalyticPrior()
-    start = prior.mean("blue")[None] + 0.05 * torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    is the mode's posterior, which starts at ~0). A method guiding groups of views (mvdream-sds) gets one group
+    of 4 views at 90° on the analytic prior declared multi-view."""
+    views = getattr(GENERATE_METHODS[name].cls, "joint_views", 1)
+    prior = AnalyticPrior() if views == 1 else JointAnalyticPrior()
+    start = prior.mean("blue")[None] + 0.05 * torch.randn(max(2, views), 3, 4, 4,
+                                                          generator=torch.Generator().manual_seed(0))
     assert prior.posterior(start)[:, 0].max() < 1e-3
     x = _optimise(GENERATE_METHODS[name].build(), prior, start, steps=60, lr=0.05, adam=True)
     assert prior.posterior(x)[:, 0].min() > 0.99, f"{name} did not reach the red mode"
@@ -89,7 +100,7 @@ def test_sdi_gradient_is_the_derivation_for_gaussian_data():
     red = prior.mean("red")
     x = red + 0.3 * torch.randn(3, 4, 4, generator=torch.Generator().manual_seed(1))
     method = SDI(SDIConfig(guidance_scale=1.0, inversion_guidance_scale=1.0, inversion_eta=0.0, inversion_steps=50,
-                           view_dependent=False, timesteps=AnnealedTimesteps(0.5, 0.5)))
+                           view_dependent=False, perp_neg=False, timesteps=AnnealedTimesteps(0.5, 0.5)))
     out = method(prior, _input(prior, x.expand(4, -1, -1, -1).clone()), torch.Generator().manual_seed(0))
     a = prior.alphas_cumprod[out.t][:, None, None, None]
     v = a * prior.std**2 + 1 - a

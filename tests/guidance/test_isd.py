@@ -5,10 +5,12 @@ from itertools import pairwise
 import pytest
 import torch
 
-from distill3d.guidance.base import Constant
+from distill3d.core.errors import UserError
+from distill3d.guidance.base import Constant, LinearRamp
 from distill3d.guidance.isd import ISD, ISDConfig
-from distill3d.priors.base import Condition
+from distill3d.priors.base import Condition, views_of
 
+from .analytic_prior import COLOURS, AnalyticPrior
 from .contract import PROMPT, GuidanceContract, make_input
 from .helpers import VIEW_NAMES, abar, noised, one, replay
 from .tiny_prior import TinyPrior
@@ -130,3 +132,65 @@ def test_zero_image_unconditional_is_diffusers_ip_adapter_cfg():
         expected = (1 - a) * ((e_0img + 7.5 * (e_ip - e_0img)) - (e_0 + 7.5 * (e_y - e_0)))  # Eq. 7
         torch.testing.assert_close(out.grad[i], expected, rtol=1e-5, atol=1e-5)
     assert (out.grad - text.grad).abs().max() > 1e-4  # the two unconditionals differ
+
+
+# ---- the multi-view term needs a prior that conditions on cameras (issue 20) ----------------------------
+
+
+def _flat_reference(prior: AnalyticPrior) -> torch.Tensor:
+    return torch.tensor(COLOURS["red"])[:, None, None].expand(3, prior.image_size, prior.image_size).clone()
+
+
+def test_without_camera_conditioning_the_gradient_is_alpha_times_g_isd_alone():
+    """The analytic prior ignores cameras: g = α(τ)·g_ISD (Eq. 7 by hand from single-row predictions), no g_MV
+    rows, β reported 0. Today's code added β·w(ε̂_cfg,50(z_t; y) − ε), a view-agnostic SDS."""
+    prior = AnalyticPrior()
+    assert not views_of(prior).conditions_on_cameras
+    inp = make_input(prior, step=25, total_steps=101)
+    ref = _flat_reference(prior)
+    out = ISD(reference=ref)(prior, inp, torch.Generator().manual_seed(6))
+    t, eps = replay(prior, ISDConfig().timesteps, inp, 6)
+    alpha = 0.4 + 0.4 * 25 / 100
+    assert out.extras.alpha == pytest.approx(alpha) and out.extras.beta == 0.0
+    assert out.num_prior_evals == 3 * 3  # [ε̂(y, x_ref), ε̂(∅), ε̂(y)] per view, nothing for g_MV
+    for i in range(3):
+        ti, a = int(t[i]), abar(prior, int(t[i]))
+        z_t = noised(inp.latents[i].detach(), eps[i], a)
+        y = f"{PROMPT}, {VIEW_NAMES[i]} view"
+        e_ip, e_y, e_0 = (one(prior, z_t, ti, c) for c in (Condition(y, ref, 0.5), Condition(y), Condition("")))
+        g_isd = (1 - a) * ((e_0 + 7.5 * (e_ip - e_0)) - (e_0 + 7.5 * (e_y - e_0)))  # Eq. 7
+        torch.testing.assert_close(out.grad[i], alpha * g_isd, rtol=1e-5, atol=1e-6)
+        assert g_isd.abs().max() > 1e-3  # the comparison is not vacuous
+
+
+def test_the_run_says_once_that_the_multi_view_term_is_off(capsys):
+    prior = AnalyticPrior()
+    method = ISD(reference=_flat_reference(prior))
+    method.setup(prior, PROMPT, seed=0)
+    for step in range(3):
+        method(prior, make_input(prior, step=step), torch.Generator().manual_seed(step))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert len(lines) == 1 and "multi-view term g_MV" in lines[0] and "AnalyticPrior" in lines[0]
+    ISD(ISDConfig(beta=None), reference=_flat_reference(prior)).setup(prior, PROMPT, seed=0)  # off by choice
+    camera_prior = TinyPrior()
+    ISD(reference=_reference()).setup(camera_prior, PROMPT, seed=0)  # the term is on there
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("beta", [LinearRamp(0.6, 0.02), Constant(0.3)], ids=["ramp", "constant"])
+def test_an_explicit_beta_on_a_prior_without_cameras_is_refused_in_one_line(beta):
+    prior = AnalyticPrior()
+    method = ISD(ISDConfig(beta=beta), reference=_flat_reference(prior))
+    for set_up in (lambda: method.setup(prior, PROMPT, seed=0), lambda: method.load_state_dict(prior, {})):
+        with pytest.raises(UserError, match="multi-view term .*conditions on cameras") as err:
+            set_up()
+        assert "\n" not in str(err.value)
+    out = ISD(ISDConfig(beta=beta), reference=_reference())(TinyPrior(), make_input(TinyPrior()), torch.Generator())
+    assert out.extras.beta == beta(10, 100)  # kept on a camera-conditioned prior
+
+
+def test_on_a_camera_prior_auto_beta_is_the_paper_schedule():
+    prior = TinyPrior()
+    assert views_of(prior).conditions_on_cameras
+    out = ISD(reference=_reference())(prior, make_input(prior, step=25, total_steps=101), torch.Generator())
+    assert out.extras.beta == pytest.approx(0.6 - 0.58 * 25 / 100) and out.num_prior_evals == 5 * 3

@@ -30,7 +30,7 @@ def test_gradient_matches_hand_computation():
     """Replay t (then the unused ε), the jitter δ, then per inversion step the η-noise; invert by hand."""
     prior = TinyPrior()
     inp = make_input(prior, step=30, total_steps=100)
-    c = SDIConfig(inversion_steps=3)
+    c = SDIConfig(inversion_steps=3, perp_neg=False, guidance_scale=8.5, inversion_guidance_scale=-6.5)
     out = SDI(c)(prior, inp, torch.Generator().manual_seed(2))
     g = torch.Generator().manual_seed(2)
     t = c.timesteps.sample(inp.step, inp.total_steps, 3, 1000, g)
@@ -55,13 +55,25 @@ def test_gradient_matches_hand_computation():
         torch.testing.assert_close(out.grad[i], expected, rtol=1e-4, atol=1e-5)
 
 
-def test_t_is_annealed_linearly_from_098_to_02_plus_a_jitter_below_the_stride():
+def test_t_is_annealed_linearly_from_098_to_025_plus_a_jitter_below_the_stride():
+    """configs/sdi.yaml: min_step_percent 0.25, max_step_percent 0.98, t_anneal: t = 0.98 − 0.73·p."""
     prior = TinyPrior()
     method = SDI()
     first = method(prior, make_input(prior, step=0, total_steps=101), torch.Generator().manual_seed(0)).t
     last = method(prior, make_input(prior, step=100, total_steps=101), torch.Generator().manual_seed(0)).t
     middle = method(prior, make_input(prior, step=50, total_steps=101), torch.Generator().manual_seed(0)).t
     assert ((first >= 980) & (first <= 999)).all()
-    assert ((last >= 200) & (last < 300)).all()
-    assert ((middle >= 590) & (middle < 690)).all()
+    assert ((last >= 250) & (last < 350)).all()
+    assert ((middle >= 615) & (middle < 715)).all()
 
+
+def test_defaults_are_the_release_sdi_yaml():
+    """configs/sdi.yaml: use_perp_neg true, whose code path is the standard CFG form, so guidance_scale 7.5 and
+    inversion_guidance_scale −7.5 stand as they are; inversion_n_steps 10, inversion_eta 0.3."""
+    c = SDIConfig()
+    assert (c.guidance_scale, c.inversion_guidance_scale) == (7.5, -7.5)
+    assert c.perp_neg and c.view_dependent and (c.inversion_steps, c.inversion_eta) == (10, 0.3)
+    assert (c.timesteps.t_min, c.timesteps.t_max, c.timesteps.curve) == (0.25, 0.98, "linear")
+    prior = TinyPrior()
+    out = SDI()(prior, make_input(prior), torch.Generator().manual_seed(0))
+    assert out.num_prior_calls == 11 and out.num_prior_evals == 11 * 4 * 3  # [y_v, ∅, y_1, y_2] per call

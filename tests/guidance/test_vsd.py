@@ -48,7 +48,8 @@ def test_a_prior_without_trainable_parts_fails_at_setup_and_on_resume():
 
 
 def test_gradient_matches_hand_computation():
-    """Eq. 9: w(t)(ε̂(∅) + s(ε̂(y) − ε̂(∅)) − ε̂_φ(z_t; y, π)), ε̂_φ at its start = the prior with the camera."""
+    """Eq. 9: w(t)(ε̂(∅) + s(ε̂(y_v) − ε̂(∅)) − ε̂_φ(z_t; y, π)): the frozen prior sees the view prompt y_v, the
+    LoRA ε̂_φ the plain prompt y (threestudio's view_dependent_prompting=False for the LoRA)."""
     prior = TinyPrior()
     inp = make_input(prior)
     method = VSD()
@@ -67,7 +68,7 @@ def test_gradient_matches_hand_computation():
         e_cfg = one(prior, z_t, ti, Condition("")) + 7.5 * (one(prior, z_t, ti, Condition(y))
                                                             - one(prior, z_t, ti, Condition("")))
         with torch.no_grad():
-            e_phi = denoiser.predict_noise(z_t[None], torch.tensor([ti]), [Condition(y, camera=cams[i])])[0]
+            e_phi = denoiser.predict_noise(z_t[None], torch.tensor([ti]), [Condition(PROMPT, camera=cams[i])])[0]
         torch.testing.assert_close(out.grad[i], (1 - a) * (e_cfg - e_phi), rtol=1e-5, atol=1e-6)
 
 
@@ -91,6 +92,26 @@ def test_inner_step_trains_the_copy_on_the_renders():
     after = method.trainable_parameters(prior)
     assert all(not torch.equal(a, b) for a, b in zip(after, before))
     assert not any(p.requires_grad for p in prior.adapter.parameters())  # the frozen prior stays frozen
+
+
+def test_the_lora_is_trained_on_the_plain_prompt():
+    """threestudio's train_lora gets the view-independent text embeddings: no view suffix in Eq. 8 either."""
+    prior = TinyPrior()
+    inp = make_input(prior)
+    method = VSD()
+    method.setup(prior, PROMPT, 0)
+    g = torch.Generator().manual_seed(0)
+    out = method(prior, inp, g)
+    prior.texts.clear()
+    method.inner_step(prior, inp, out, g)  # only ε̂_φ runs here
+    assert prior.texts == {PROMPT}
+
+
+def test_the_lora_lr_and_t_schedule_are_prolificdreamer_yaml():
+    """configs/prolificdreamer.yaml: guidance lr 0.0001; max_step_percent [5000, 0.98, 0.5, 5001]."""
+    c = VSDConfig()
+    assert c.lora_lr == 1e-4 and (c.timesteps.t_min, c.timesteps.t_max, c.timesteps.t_max_after) == (0.02, 0.98, 0.5)
+    assert c.timesteps.switch_step == 5000
 
 
 def test_state_dict_resumes_the_copy_and_its_optimizer_exactly(tmp_path):

@@ -21,12 +21,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from distill3d.core.errors import UserError
-from distill3d.priors.base import Condition, alphas_cumprod_scaled_linear
+from distill3d.priors.base import Condition, ViewCapabilities, alphas_cumprod_scaled_linear, view_groups
 
 
 class TinyPrior:
     num_timesteps = 1000
     image_size = 16
+    view_capabilities = ViewCapabilities(conditions_on_cameras=True)  # K·cam(π)
 
     def __init__(self, channels: int = 4, seed: int = 0, control_kind: str | None = None) -> None:
         g = torch.Generator().manual_seed(seed)
@@ -125,12 +126,14 @@ class TinyDenoiser(nn.Module):
 
 
 class RowwisePrior:
-    """The same prior, evaluated one row at a time (the slow twin of a batched call)."""
+    """The same prior, evaluated one row at a time, or one group at a time for the rows of a ``view_group`` on
+    a multi-view prior (the slow twin of a batched call)."""
 
     def __init__(self, prior: TinyPrior) -> None:
         self.inner = prior
         self.num_timesteps = prior.num_timesteps
         self.image_size = prior.image_size
+        self.view_capabilities = prior.view_capabilities
 
     alphas_cumprod = property(lambda self: self.inner.alphas_cumprod)
     device = property(lambda self: self.inner.device)
@@ -148,5 +151,8 @@ class RowwisePrior:
         return TinyDenoiser(self, self.inner.channels)
 
     def predict_noise(self, z_t: Tensor, t: Tensor, conditions: Sequence[Condition]) -> Tensor:
-        return torch.cat([self.inner.predict_noise(z_t[i : i + 1], t[i : i + 1], [conditions[i]])
-                          for i in range(z_t.shape[0])])
+        parts, i = [], 0
+        for n in view_groups(conditions, self.view_capabilities.joint_views):
+            parts.append(self.inner.predict_noise(z_t[i : i + n], t[i : i + n], list(conditions[i : i + n])))
+            i += n
+        return torch.cat(parts)

@@ -244,6 +244,44 @@ def test_a_radiance_field_is_edited_as_itself(tmp_path):
     assert edited.config == field.config and not torch.equal(edited.features, field.features)
 
 
+def _random_field(tmp_path):
+    field = VoxelRadianceField(RadianceFieldConfig(resolution=10, samples_per_ray=16))
+    with torch.no_grad():
+        field.features.normal_(generator=torch.Generator().manual_seed(0))
+    (tmp_path / "in").mkdir()
+    return field.save(tmp_path / "in" / "radiance.safetensors")
+
+
+def test_a_radiance_field_edit_starts_with_the_source_rendered_as_the_copy(tmp_path):
+    """The frozen source renders in the copy's (train) mode with the copy's very samples along each ray, so at
+    step 0 the source branch sees exactly the copy's render from the same cameras: an identity term such as
+    UDS's x̂0^tgt − x̂0^src starts at zero (not at the gap between jittered samples and bin midpoints)."""
+    src = _random_field(tmp_path)
+    cfg, rest = resolve_edit_config("uds", {**FAST, "steps": "1"}, src)
+    seen = []
+
+    class Recording(EDIT_METHODS["uds"].cls):
+        def __call__(self, prior, inp, generator):
+            seen.append(inp)
+            return super().__call__(prior, inp, generator)
+
+    source = EditSource(VoxelRadianceField.load(src), FROM)
+    optimise(TO, cfg, Recording(build_method(cfg, rest, "edit").config), lively_prior(), tmp_path / "out",
+             source=source)
+    assert torch.equal(seen[0].latents, seen[0].source_latents)
+
+
+@pytest.mark.parametrize("method", list(EDIT_METHODS))
+def test_an_identity_edit_of_a_radiance_field_changes_nothing(method, tmp_path):
+    """from == to: the same cameras, samples, noise and t on both branches make the gradient exactly zero."""
+    src = _random_field(tmp_path)
+    cfg, rest = resolve_edit_config(method, FAST, src)
+    result = edit(src, FROM, FROM, cfg, rest, tmp_path / "out", prior=lively_prior(), progress=False)
+    edited = VoxelRadianceField.load(result.out_dir / "radiance.safetensors")
+    for name, p in VoxelRadianceField.load(src).named_parameters():
+        assert torch.equal(dict(edited.named_parameters())[name], p), name
+
+
 def test_edit_hands_the_edited_asset_to_the_live_preview(toy_run, tmp_path):
     """``edit --view``'s callback: called every preview_every steps with the asset being edited (not the
     frozen source), whose final state is the one written."""

@@ -66,9 +66,12 @@ def test_the_authors_anchords_setup():
     s = c.timesteps
     assert (s.t_max, s.t_max_after) == (0.98, 0.55) and s.switch_step == 501  # GaussianDreamer: step > 500
     assert c.finetune.lr == 1e-4 and c.finetune.adapter_layer is None  # the prior's default: last up block
+    # manqiwu/AnchorDS configs/gaussiandreamer-sd1.5-anchorDS-ipadapter-finetune.yaml: trainer.max_steps 1800
+    assert find_preset("anchords-3dgs-ip").settings["steps"] == 1800 and c.filter_source == "authors"
     toy = find_preset("anchords-3dgs-ip-toy")
-    assert toy.settings["steps"] < find_preset("anchords-3dgs-ip").settings["steps"]
-    assert toy.method_config.timesteps.switch_step == round(501 * 200 / 1200) and toy.method_config.form.negative_prompt == ""
+    assert toy.settings["steps"] == 200 and toy.method_config.form.negative_prompt == ""
+    assert toy.method_config.timesteps.switch_step == round(501 * 200 / 1800)  # the same fraction of the run
+    assert toy.method_config.form.grad_clamp.end_step == round(1000 * 200 / 1800)
 
 
 def test_set_applies_on_top_of_a_preset_and_the_method_must_match():

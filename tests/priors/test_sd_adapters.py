@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 pytest.importorskip("diffusers", reason="the Stable Diffusion prior needs the 'sd' extra")
 
@@ -125,6 +126,36 @@ def test_clip_preprocess_matches_clip_image_processor():
     got = clip_preprocess(img[None], 32)
     assert got.shape == want.shape == (1, 3, 32, 32)
     assert (got - want).abs().max() < 0.03  # 2 uint8 levels / CLIP's std; a wrong size or crop gives ~0.1
+
+
+def _encoder_input(prior, images):
+    """What the prior hands its CLIP image encoder for ``images`` [K, 3, H, W]."""
+    seen = []
+    handle = prior.image_encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    try:
+        prior.image_tokens(list(images))
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+def test_raw_image_input_is_the_authors_bilinear_resize_without_normalisation(dirs, ip):
+    """AnchorDS' code: F.interpolate(render, (224, 224), bilinear) straight into the encoder (224 is ViT-H/14's
+    input size; the tiny encoder's is 32), no CLIP crop or mean/std; the default stays diffusers'."""
+    raw = StableDiffusionPrior(StableDiffusionConfig(model=str(dirs.sd), ip_adapter=str(dirs.ip_adapter),
+                                                     ip_adapter_weight=IP_WEIGHT, ip_image_input="raw"))
+    images = torch.stack([_image(40, size=64), _image(41, size=64)])
+    got = _encoder_input(raw, images)
+    want = F.interpolate(images, size=(32, 32), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    torch.testing.assert_close(got, F.avg_pool2d(images, 2), rtol=0, atol=1e-6)  # halving bilinear: 2x2 means
+    assert got.min() >= 0 and got.max() <= 1  # not normalised
+    default = _encoder_input(ip, images)
+    torch.testing.assert_close(default, clip_preprocess(images, 32))
+    assert default.min() < 0 and (default - got).abs().max() > 0.5  # CLIP mean/std: another tensor
+    z, t = _latents(2, seed=42), torch.tensor([300, 600])
+    conds = [Condition("a red cube", im, 0.5) for im in images]
+    assert (raw.predict_noise(z, t, conds) - ip.predict_noise(z, t, conds)).abs().max() > 1e-4
 
 
 def test_adapter_layer_is_the_last_up_block_and_trains_through_image_rows(ip):

@@ -116,6 +116,7 @@ def truth_asset(spec: SceneSpec, points: int = 5000, seed: int = 0) -> GaussianM
     s = surface_points(spec, points, torch.Generator().manual_seed(seed))
     n = len(s.points)
     spacing = knn_distances(s.points, 4).mean(-1)  # [P]
+    spacing = spacing.clamp_min(0.25 * spacing.median())  # coincident samples (a cone's tip): no zero-size surfel
     nz = s.normals
     quats = torch.stack([1 + nz[:, 2], -nz[:, 1], nz[:, 0], torch.zeros(n)], dim=-1)  # rotates +z onto n
     quats[quats.norm(dim=-1) < 1e-4] = torch.tensor([0.0, 1.0, 0.0, 0.0])

@@ -99,9 +99,9 @@ def draw_claims_suite() -> str:
     ranked = sorted((s for s in all_specs() if eligible(s)),
                     key=lambda s: (zlib.crc32((s.caption + CLAIMS_SALT).encode()), s.caption))
     sets: dict[str, list[str]] = {"test": [], "dev": []}
-    for kind in CLAIMS_TEST:
+    for kind, n_test in CLAIMS_TEST.items():
         of_kind = [s for s in ranked if s.kind == kind]
-        n_test, n_dev = CLAIMS_TEST[kind], CLAIMS_DEV[kind]
+        n_dev = CLAIMS_DEV[kind]
         for split, chosen in (("test", of_kind[:n_test]), ("dev", of_kind[n_test : n_test + n_dev])):
             sets[split] += [s.caption + (f"  # {HELDOUT_MARK}" if is_heldout(s) else "") for s in chosen]
     head = [
@@ -116,4 +116,4 @@ def draw_claims_suite() -> str:
     return "\n".join(head + ["[dev]", *sets["dev"], "[test]", *sets["test"]]) + "\n"
 
 
-__all__ = ["CLAIMS_DEV", "CLAIMS_TEST", "draw_claims_suite", "SPLITS", "SUITES_DIR", "Split", "Suite", "load_suite", "parse_suite", "shipped_suites"]
+__all__ = ["CLAIMS_DEV", "CLAIMS_TEST", "SPLITS", "SUITES_DIR", "Split", "Suite", "draw_claims_suite", "load_suite", "parse_suite", "shipped_suites"]

@@ -9,9 +9,10 @@ import click
 #: The options that choose and load the prior.
 PRIOR_OPTIONS = [
     click.option("--prior", "prior_kind", default="toy", show_default=True,
-                 type=click.Choice(["toy", "toy-words", "sd"]),
+                 type=click.Choice(["toy", "toy-words", "toy-mv", "sd"]),
                  help="'toy': the embedded prior shipped with distill3d (object tokens); 'toy-words': the first "
-                      "embedded prior (word tokens); 'sd': Stable Diffusion from local weights."),
+                      "embedded prior (word tokens); 'toy-mv': the multi-view toy prior (groups of 4 views, "
+                      "trained with `distill3d toy train --views 4`); 'sd': Stable Diffusion from local weights."),
     click.option("--model", default=None, help="Prior weights: a folder or a cached Hugging Face id ('sd'), "
                                                "or a toy checkpoint file ('toy')."),
     click.option("--ip-adapter", default=None, help="IP-Adapter folder or id ('sd' prior)."),

@@ -35,6 +35,12 @@ import click
               help="Probability of dropping the camera.")
 @click.option("--eval-captions", type=click.IntRange(0), default=4, show_default=True,
               help="Held-out captions per kind judged at each checkpoint (0: none).")
+@click.option("--views", type=click.IntRange(1, 16), default=None,
+              help="Train the multi-view network: self-attention across groups of this many views of one scene "
+                   "(MVDream's 3D self-attention; the dataset needs `toy dataset --views N`); with --init, the "
+                   "given weights are inflated unchanged (default: --init's, else 1).")
+@click.option("--p-single-view", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+              help="Multi-view network only: share of scenes trained as one single view.")
 @click.option("--resume", is_flag=True,
               help="Continue from the checkpoint in --out (the options above may change between phases).")
 @click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads (default: torch's choice).")
@@ -43,14 +49,15 @@ import click
 @click.option("--max-minutes", type=click.FloatRange(0, min_open=True), default=None,
               help="Stop with a checkpoint after this wall time.")
 @click.option("--init", "init_weights", default=None,
-              help="Fine-tune: start from these weights (a .safetensors with its .json, or a shipped prior's name: "
-                   "toy, toy-words); the model options above are then taken from it.")
+              help="Fine-tune: start from these weights (a .safetensors with its .json, or a prior's name: "
+                   "toy, toy-words, toy-mv); the model options above are then taken from it.")
 @click.option("--export", "export_path", type=click.Path(path_type=Path), default=None,
               help="After training, write the EMA weights (fp16) here, e.g. "
                    "src/distill3d/weights/toy_prior.safetensors.")
 def train(data_dir: Path, out: Path, steps: int, batch: int, seed: int, lr: float, lr_schedule: str,
           loss_weighting: str, text_encoder: str, prediction: str, ema_decay: float, image_view: str,
-          p_drop_text: float, p_drop_image: float, p_drop_camera: float, eval_captions: int, resume: bool,
+          p_drop_text: float, p_drop_image: float, p_drop_camera: float, eval_captions: int, views: int | None,
+          p_single_view: float, resume: bool,
           threads: int | None, checkpoint_minutes: float, max_minutes: float | None,
           init_weights: str | None, export_path: Path | None) -> None:
     """Train the embedded toy prior on a toy-world dataset (CUDA when available). The progress bar
@@ -59,7 +66,7 @@ def train(data_dir: Path, out: Path, steps: int, batch: int, seed: int, lr: floa
     import torch
 
     from distill3d.core.errors import UserError
-    from distill3d.priors.toy.model import ToyUNetConfig
+    from distill3d.priors.toy.model import ToyUNetConfig, with_views
     from distill3d.priors.toy.train import TrainConfig, export_ema
     from distill3d.priors.toy.train import train as run_training
     from distill3d.toyworld.dataset import load_dataset
@@ -72,19 +79,21 @@ def train(data_dir: Path, out: Path, steps: int, batch: int, seed: int, lr: floa
     cfg = TrainConfig(steps=steps, batch=batch, lr=lr, lr_schedule=lr_schedule, loss_weighting=loss_weighting,
                       ema_decay=ema_decay, image_view=image_view, seed=seed, p_drop_text=p_drop_text,
                       p_drop_image=p_drop_image, p_drop_camera=p_drop_camera, eval_captions=eval_captions,
-                      checkpoint_minutes=checkpoint_minutes, max_minutes=max_minutes)
+                      p_single_view=p_single_view, checkpoint_minutes=checkpoint_minutes, max_minutes=max_minutes)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     click.echo(f"training on {device}: {len(data.captions)} scenes at {data.size} px -> {out}")
     model_cfg = ToyUNetConfig(vocabulary=tuple(VOCABULARY), image_size=data.size, text_encoder=text_encoder,
-                              prediction=prediction)
+                              prediction=prediction, views=views or 1)
     init = None
     if init_weights is not None and not resume:
-        from distill3d.priors.toy.prior import SHIPPED, load_model
+        from distill3d.priors.toy.prior import ToyPrior
 
-        init = load_model(SHIPPED.get(init_weights, init_weights))
+        init = ToyPrior.load(init_weights).model  # a named prior (toy, toy-words, toy-mv) or a weights file
         if init.config.image_size != data.size:
             raise UserError(f"--init {init_weights} is a {init.config.image_size} px model; the dataset is {data.size} px")
-        click.echo(f"fine-tuning from {init_weights}")
+        if views is not None and views != init.config.views:
+            init = with_views(init, views)  # the same weights, self-attention across groups of `views`
+        click.echo(f"fine-tuning from {init_weights}" + (f", across groups of {views} views" if views else ""))
     run_training(data, model_cfg, cfg, out, resume=resume, device=device, log=click.echo,
                  judge=Judge.load() if eval_captions > 0 else None, init=init)
     if export_path is not None:
@@ -101,13 +110,17 @@ def train(data_dir: Path, out: Path, steps: int, batch: int, seed: int, lr: floa
 @click.option("--steps", type=click.IntRange(1, 1000), default=50, show_default=True, help="DDIM steps.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output directory.")
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
-              help="Weights file (default: the shipped toy prior).")
-@click.option("--camera", type=(float, float), default=None, help="AZIMUTH ELEVATION in degrees.")
+              help="Weights file, or a prior's name: toy, toy-words, toy-mv (default: the shipped toy prior).")
+@click.option("--camera", type=(float, float), default=None,
+              help="AZIMUTH ELEVATION in degrees (with --views: the first view's, default 0 20).")
 @click.option("--image", type=click.Path(path_type=Path), default=None, help="Condition image (PNG).")
 @click.option("--image-scale", type=float, default=1.0, show_default=True,
               help="λ_ip for --image, within [0, 10].")
+@click.option("--views", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Draw --n groups of this many views of one scene, 360°/views apart in azimuth, jointly "
+                   "(a multi-view prior: --weights toy-mv --views 4); grid.png has one row per group.")
 def sample(prompt: str, guidance: float, n: int, seed: int, steps: int, out: Path, weights: Path | None,
-           camera: tuple[float, float] | None, image: Path | None, image_scale: float) -> None:
+           camera: tuple[float, float] | None, image: Path | None, image_scale: float, views: int) -> None:
     """Draw images from the toy prior: PNGs and grid.png in --out."""
     import numpy as np
     import torch
@@ -116,6 +129,7 @@ def sample(prompt: str, guidance: float, n: int, seed: int, steps: int, out: Pat
     from distill3d.core.cameras import MAX_ABS_ELEVATION
     from distill3d.core.errors import UserError, check_out_path, check_range
     from distill3d.export.images import image_grid, save_png, to_uint8
+    from distill3d.priors.base import require_joint_views
     from distill3d.priors.sampling import sample as draw
     from distill3d.priors.toy.prior import ToyPrior
     from distill3d.toyworld.grammar import parse_caption
@@ -137,13 +151,17 @@ def sample(prompt: str, guidance: float, n: int, seed: int, steps: int, out: Pat
             raise UserError(f"cannot read {image} as an image: {err}") from None
         cond_image = torch.from_numpy(rgb).permute(2, 0, 1)
     prior = ToyPrior.load(weights)
+    if views > 1:
+        require_joint_views(prior, f"toy sample --views {views}", views)
+        camera = camera if camera is not None else (0.0, 20.0)
     images = draw(prior, prompt, n=n, cfg=guidance, steps=steps, seed=seed, camera=camera, image=cond_image,
-                  image_scale=image_scale if cond_image is not None else 0.0)
-    frames = to_uint8(images)  # [n, S, S, 3]
-    for k in range(n):
-        save_png(frames[k], out / f"sample_{k:02d}.png")
-    save_png(image_grid(frames), out / "grid.png")
-    click.echo(f"wrote {n} images and grid.png to {out}")
+                  image_scale=image_scale if cond_image is not None else 0.0, views=views)
+    frames = to_uint8(images)  # [n·views, S, S, 3], group after group
+    for k in range(len(frames)):
+        name = f"sample_{k:02d}.png" if views == 1 else f"sample_{k // views:02d}_view{k % views}.png"
+        save_png(frames[k], out / name)
+    save_png(image_grid(frames, ncols=views if views > 1 else None), out / "grid.png")
+    click.echo(f"wrote {len(frames)} images and grid.png to {out}")
 
 
 @click.command()

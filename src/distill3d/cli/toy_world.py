@@ -74,9 +74,13 @@ def render(caption: str, out_dir: str, azimuths: str, elevation: float, size: in
               help="Share of first views drawn near the front (N(0, 45°)) instead of uniformly in azimuth.")
 @click.option("--kind-weights", default="0.16,0.14,0.35,0.35", show_default=True,
               help="Shares of the caption kinds single, face, on top of, next to.")
+@click.option("--views", "group_views", default=0, show_default=True, type=click.IntRange(0, 16),
+              help="Also render a group of this many views per scene, 360°/views apart from a random azimuth "
+                   "at one random elevation (the multi-view prior trains on --views 4); 0: none.")
 def dataset(out_dir: str, count: int, size: int, seed: int, split: str, shard_size: int, workers: int,
-            front_bias: float, kind_weights: str) -> None:
-    """Build (or resume) a toy-world dataset: captions, two views per scene, cameras."""
+            front_bias: float, kind_weights: str, group_views: int) -> None:
+    """Build (or resume) a toy-world dataset: captions, two views per scene (and a group of --views views),
+    cameras."""
     from distill3d.core.errors import UserError
     from distill3d.toyworld.dataset import DatasetConfig, build_dataset
 
@@ -85,7 +89,7 @@ def dataset(out_dir: str, count: int, size: int, seed: int, split: str, shard_si
     except ValueError:
         raise UserError(f"--kind-weights takes four comma-separated numbers, got {kind_weights!r}") from None
     cfg = DatasetConfig(count=count, size=size, seed=seed, split=split, shard_size=shard_size,
-                        azimuth_front_bias=front_bias, kind_weights=weights)
+                        azimuth_front_bias=front_bias, kind_weights=weights, group_views=group_views)
     root = build_dataset(out_dir, cfg, workers=workers)
     click.echo(f"dataset of {count} scenes at {size}px in {root}")
 

@@ -78,7 +78,9 @@ def judge_representation(rep: nn.Module, caption: str, judge: Judge | None = Non
     spec = parse_caption(caption)
     judge = judge or Judge.load()
     cams = Cameras.from_angles(list(AZIMUTHS), ELEVATION)
-    out = render(rep, cams, SIZE)
+    training = rep.training
+    out = render(rep.eval(), cams, SIZE)  # eval mode: a radiance field renders its bin midpoints, no jitter
+    rep.train(training)
     images = out.image.detach().cpu().clamp(0, 1)  # [V, 3, S, S]
     truth = render_truth(spec, cams, SIZE)
     alpha = out.alpha.detach().cpu()  # [V, 1, S, S]

@@ -10,14 +10,23 @@ Authors' code form (``CodeForm``, IP-Adapter-Plus on SD 1.5): both branches see 
 the negative prompt y_neg, CFG (standard form, threestudio's 100 = our 101) and an element-wise clamp:
     ε_tgt = ε̂(z_t; y, I),  ε_src = ε̂(z_t; y_neg, I),  g = clamp(w(t)·(ε_src + s(ε_tgt − ε_src) − ε)).
 
-Every step also computes the pseudo-source reconstruction and its error (diagnostics, and the filter):
-    ẑ_src = x̂0(z_t, ε̂(z_t; ∅, I))                                           (Eq. 12)
-    L_rec = mean over pixels of (D(ẑ_src) − I)²                             (Eq. 13)
-In the paper form ε̂(z_t; ∅, I) IS the source branch (no extra evaluation); in the code form it is one
-more row in the same batched call (none when y_neg is "": then it equals the source row).
+Every step also computes the pseudo-source reconstruction and its error (diagnostics, and the filter),
+from one of two sources (``filter_source``):
+- "paper" (default):  ẑ_src = x̂0(z_t, ε̂(z_t; ∅, I)) at t                                      (Eq. 12)
+  In the paper form ε̂(z_t; ∅, I) IS the source branch (no extra evaluation); in the code form it is one
+  more row in the same batched call (none when y_neg is "": then it equals the source row).
+- "authors": ẑ_src = (z_t − √(1−ᾱ_t') ε̂_src) / √ᾱ_t' from the SOURCE row ε̂_src (ε̂(z_t; y_neg, I) in the
+  code form), with t' = t snapped down to the 50-step DDIM grid 1, 21, …, 981 (:func:`snap_to_ddim_grid`):
+  manqiwu/AnchorDS threestudio/models/guidance/ip_adapter_guidance.py ``compute_grad_sds`` calls
+  ``scheduler.set_timesteps(50)``, takes the first grid step not above t and reads ``pred_original_sample``
+  of ``scheduler.step(noise_pred_image, t_validate, latents_noisy)``. No extra row.
+    L_rec = mean over pixels of (D(ẑ_src) − I)²                                                (Eq. 13)
 
 Variants (options of this one class, named for the CLI by ``distill3d.guidance.METHODS``):
-- Filter (Eq. 14): ``filter_threshold = γ`` (0.03) zeroes the gradient of every view with L_rec ≥ γ.
+- Filter (Eq. 14): ``filter_threshold = γ`` (0.03) zeroes the gradient of every view with L_rec ≥ γ. The
+  diagnostics report its keep-rate and, on logged steps, the keep-rate of each filter source the step's rows
+  allow (``keep_rate_paper``, ``keep_rate_authors``: both, except "authors" in the code form with y_neg ≠ "",
+  which has no ε̂(∅, I) row).
 - Fine-tune: ``finetune = FinetuneConfig()`` trains ONE image-adapter layer (``prior.adapter_layer``) with
   its own Adam optimizer, jointly with the 3D parameters: the loop calls :meth:`AnchorDS.inner_step` after
   each guidance step with that step's output. Loss "pixel" (default) is the paper's L_rec (Eq. 12-13) of
@@ -64,9 +73,20 @@ from distill3d.guidance.base import (
 from distill3d.priors.base import Condition, Prior
 
 #: y_neg of the authors' code form: the handcrafted "failure" text of SDS-Bridge (McAllister et al. 2024, which
-#: the AnchorDS paper cites for enhanced negative prompts; METHODS.md), whose opening the issue quotes.
+#: the AnchorDS paper cites for enhanced negative prompts; METHODS.md), word for word the
+#: ``prompt_processor.negative_prompt`` of manqiwu/AnchorDS configs/gaussiandreamer-sd1.5-anchorDS-*.yaml.
 CODE_NEGATIVE_PROMPT = ("oversaturated, smooth, pixelated, cartoon, foggy, hazy, blurry, bad structure, noisy, "
                         "malformed")
+#: Steps of the DDIM grid the authors' filter snaps t to (``scheduler.set_timesteps(50)``).
+FILTER_GRID_STEPS = 50
+
+
+def snap_to_ddim_grid(t: Tensor, num_timesteps: int, steps: int = FILTER_GRID_STEPS) -> Tensor:
+    """t [B] (≥ 1) snapped down to the grid of diffusers' DDIMScheduler.set_timesteps(steps) under Stable
+    Diffusion 1.5's scheduler config ("leading" spacing, steps_offset 1): k·(T // steps) + 1, the largest one
+    not above t (T = 1000, 50 steps: 1, 21, …, 981). [B]"""
+    stride = num_timesteps // steps
+    return (t - 1).clamp_min(0) // stride * stride + 1
 
 
 @dataclass(frozen=True)
@@ -113,6 +133,10 @@ class AnchorDSConfig:
     timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)  # how t is drawn at each step
     weighting: Weighting = "sds"  # w(t): 1−ᾱ ("sds"), 1 ("uniform"), √ᾱ(1−ᾱ) ("fantasia3d")
     filter_threshold: float | None = None  # γ of Eq. 14 (paper: 0.03); none: no filter
+    #: Where ẑ_src of L_rec (Eq. 12-14: diagnostics, filter, "pixel" fine-tune) comes from: "paper" x̂0 of
+    #: ε̂(z_t; ∅, I) at t (one more row in the code form when y_neg ≠ ""); "authors" x̂0 of the source row
+    #: (ε̂(z_t; y_neg, I) in the code form) with ᾱ at t snapped down to the 50-step DDIM grid, as their code.
+    filter_source: Literal["paper", "authors"] = "paper"
     finetune: FinetuneConfig | None = None  # fine-tune one image-adapter layer on L_rec; none: frozen prior
 
     def validate(self) -> None:
@@ -126,9 +150,12 @@ class AnchorDiagnostics(Diagnostics):
     (at once for the filter and the fine-tune, which need it): on Stable Diffusion it is a VAE decode at
     512 px, too costly to pay every step for diagnostics nobody reads."""
 
-    decode: Callable[[], Tensor]  # -> [B, 3, S, S] D(ẑ_src), Eq. 12
+    decode: Callable[[], Tensor]  # -> [B, 3, S, S] D(ẑ_src) of the configured filter source, Eq. 12
     images: Tensor  # [B, 3, S, S] the renders I
     keep: Tensor  # [B] bool, Eq. 14 (all True without the filter)
+    #: D(ẑ_src) of every filter source the step's rows allow, by name ("paper", "authors"); ``decode`` is one.
+    decodes: dict[str, Callable[[], Tensor]] = field(default_factory=dict)
+    threshold: float | None = None  # γ of the filter (None: no filter)
     #: Fine-tune "pixel" only: mean L_rec with its autograd graph into the adapter layer (inner_step's loss).
     finetune_loss: Tensor | None = None
 
@@ -138,16 +165,32 @@ class AnchorDiagnostics(Diagnostics):
 
     @property
     def l_rec(self) -> Tensor:
-        return ((self.reconstruction - self.images) ** 2).flatten(1).mean(dim=1)  # [B], Eq. 13
+        return _l_rec(self.reconstruction, self.images)  # [B], Eq. 13
 
     def scalars(self) -> dict[str, float]:
-        """Mean L_rec over the step's views (Eq. 13) and the share the filter kept (Eq. 14; 1 without it)."""
-        return {"l_rec": float(self.l_rec.mean()), "keep_rate": float(self.keep.float().mean())}
+        """Mean L_rec over the step's views (Eq. 13) and the share the filter kept (Eq. 14; 1 without it);
+        with a filter also the share each available filter source would keep (``keep_rate_paper``,
+        ``keep_rate_authors``; the other source costs one more decode, on logged steps only)."""
+        out = {"l_rec": float(self.l_rec.mean()), "keep_rate": float(self.keep.float().mean())}
+        if self.threshold is not None:
+            for name, decode in self.decodes.items():
+                recon = self.reconstruction if decode is self.decode else decode()
+                out[f"keep_rate_{name}"] = float((_l_rec(recon, self.images) < self.threshold).float().mean())
+        return out
 
 
-def _no_grad_decode(prior: Prior, latents: Tensor) -> Tensor:
-    with torch.no_grad():
-        return prior.decode(latents)
+def _l_rec(reconstruction: Tensor, images: Tensor) -> Tensor:
+    return ((reconstruction - images) ** 2).flatten(1).mean(dim=1)  # [B], Eq. 13
+
+
+def _decoder(prior: Prior, z_t: Tensor, eps_hat: Tensor, abar: Tensor) -> Callable[[], Tensor]:
+    """D(x̂0(z_t, ε̂)) at ᾱ [B], without gradient, computed when called. -> [B, 3, S, S]"""
+
+    def decode() -> Tensor:
+        with torch.no_grad():
+            return prior.decode(predict_x0(z_t, eps_hat, abar))
+
+    return decode
 
 
 class AnchorDS(GuidanceMethod):
@@ -192,6 +235,12 @@ class AnchorDS(GuidanceMethod):
     def extra_texts(self) -> list[str]:
         return [self._source_text()] if self._source_text() else []
 
+    def grammar_fallbacks(self) -> dict[str, str]:
+        """{--set path: stand-in} for a text of ``extra_texts()`` that a grammar-bound prior cannot read (checked
+        by ``distill3d.pipeline.generate``): the code form's y_neg becomes the empty prompt, as in the toy
+        preset, so its source branch is ε̂(z_t; ∅, I). None in the paper form, whose source text is ∅."""
+        return {"form.negative_prompt": ""} if isinstance(self.config.form, CodeForm) else {}
+
     def _source_text(self) -> str:
         return self.config.form.negative_prompt if isinstance(self.config.form, CodeForm) else ""
 
@@ -206,7 +255,8 @@ class AnchorDS(GuidanceMethod):
         anchors = self._anchors(prior, inp)
         groups = [(z_t, t, self._target_conditions(inp, anchors)),
                   (z_t, t, self._anchored(self._source_text(), anchors))]
-        extra_recon_row = self._source_text() != ""
+        source_is_null = self._source_text() == ""  # the source row is ε̂(z_t; ∅, I) itself
+        extra_recon_row = c.filter_source == "paper" and not source_is_null
         if extra_recon_row:
             groups.append((z_t, t, self._anchored("", anchors)))  # ε̂(z_t; ∅, I) for Eq. 12
         tune_here = c.finetune is not None and c.finetune.loss == "pixel"
@@ -214,13 +264,17 @@ class AnchorDS(GuidanceMethod):
             self._optimizer_for(prior)  # the adapter layer requires grad from here on
         with torch.set_grad_enabled(tune_here):  # only that layer requires grad: the backward stops there
             preds = predict_rows(prior, stack_rows(groups), len(groups))
-            eps_anchor = preds[2] if extra_recon_row else preds[1]
-        anchor = eps_anchor.detach()
-        diag = AnchorDiagnostics(lambda: _no_grad_decode(prior, predict_x0(z_t, anchor, n.abar)), images,
-                                 torch.ones(b, dtype=torch.bool, device=n.z.device))
+        # (ε̂, ᾱ) that ẑ_src = x̂0(z_t, ε̂) is read with, per filter source the rows allow:
+        sources = {"authors": (preds[1], alpha_bar(prior, snap_to_ddim_grid(t, prior.num_timesteps)))}
+        if extra_recon_row or source_is_null:
+            sources["paper"] = (preds[2] if extra_recon_row else preds[1], n.abar)  # Eq. 12
+        eps_rec, abar_rec = sources[c.filter_source]
+        decodes = {name: _decoder(prior, z_t, e.detach(), a) for name, (e, a) in sources.items()}
+        diag = AnchorDiagnostics(decodes[c.filter_source], images, torch.ones(b, dtype=torch.bool, device=n.z.device),
+                                 decodes, c.filter_threshold)
         if tune_here:
             with torch.enable_grad():
-                decoded = prior.decode(predict_x0(z_t, eps_anchor, n.abar))  # Eq. 12, D(ẑ_src), with graph
+                decoded = prior.decode(predict_x0(z_t, eps_rec, abar_rec))  # Eq. 12, D(ẑ_src), with graph
             diag.finetune_loss = ((decoded - images) ** 2).mean()  # Eq. 13, all views
             diag.reconstruction = decoded.detach()
         eps_tgt, eps_src = preds[0].detach(), preds[1].detach()

@@ -105,6 +105,12 @@ class GuidanceMethod:
         starts, like the prompt."""
         return []
 
+    def grammar_fallbacks(self) -> dict[str, str]:
+        """Stand-ins for ``extra_texts`` on a prior that reads only its own grammar: {--set path: text the
+        prior reads}, e.g. AnchorDS' code form swaps its negative prompt for the empty one. Empty: none, and
+        an unreadable text is refused before the run."""
+        return {}
+
     def setup(self, prior: Prior, prompt: str, seed: int) -> None:
         """Called once before the first step of a fresh run (a resumed run restores instead, through
         :meth:`load_state_dict`). ``prompt`` is the run's text y, ``seed`` its seed."""

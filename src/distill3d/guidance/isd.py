@@ -11,9 +11,13 @@ variate:
     g      = α(τ) · g_ISD + β(τ) · g_MV,   α 0.4 → 0.8,  β 0.6 → 0.02 over training   (Eq. 9)
 
 CFG 7.5 for the ISD term, 50 for the multi-view term, IP scale 0.5 (Sec. 5 implementation details).
-The multi-view term uses the same prior with the view's camera in the Condition (a prior without camera
-conditioning ignores it, and g_MV becomes SDS with CFG 50); it shares t and ε with the ISD term so all
-rows go in one call. The IP branch's unconditional prediction is, by default (``unconditional="text"``), the
+The paper's ε̂_MV is MVDream's; here the multi-view term uses the same prior with the view's camera in the
+Condition, so it needs a prior that conditions on cameras (``ViewCapabilities.conditions_on_cameras`` of
+``distill3d.priors.base``: the toy prior does, Stable Diffusion does not). By default (``beta=auto``) the term is
+on with β 0.6 → 0.02 where the prior conditions on cameras and off where it does not, which the run states in
+one printed line when the method is set up: on such a prior it would be a view-agnostic SDS at CFG 50, the
+opposite of its anti-Janus role. An explicit β schedule on such a prior is refused. The term shares t and ε
+with the ISD term so all rows go in one call. The IP branch's unconditional prediction is, by default (``unconditional="text"``), the
 empty text with the image dropped, which through the Prior protocol is the same condition as the text
 model's ∅: so the four predictions of Eq. 7 are three distinct rows per view, [ε̂(y, x_ref), ε̂(∅), ε̂(y)],
 plus [ε̂(y, π), ε̂(∅, π)] for g_MV. ``unconditional="zero-image"`` follows diffusers' IP-Adapter CFG instead,
@@ -26,7 +30,7 @@ mean-grey image) and the image embedding itself for the plain IP-Adapter, which 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -50,7 +54,20 @@ from distill3d.guidance.base import (
     view_prompts,
     weight,
 )
-from distill3d.priors.base import Condition, Prior
+from distill3d.priors.base import Condition, Prior, require_camera_conditioning, views_of
+
+PAPER_BETA = LinearRamp(0.6, 0.02)  # Sec. 5: β 0.6 → 0.02 as training progresses
+
+
+@dataclass(frozen=True)
+class AutoBeta:
+    """β(τ) of Eq. 9 as the prior allows: Sec. 5's 0.6 → 0.02 over the run on a prior that conditions on
+    cameras; the multi-view term off (β = 0, said once when the method is set up) on one that does not."""
+
+    name: ClassVar[str] = "auto"
+
+    def __call__(self, step: int, total_steps: int) -> float:
+        return PAPER_BETA(step, total_steps)
 
 
 @dataclass(frozen=True)
@@ -62,7 +79,9 @@ class ISDConfig:
     #: zero image through the adapter ("zero-image", diffusers' IP-Adapter CFG): one more row.
     unconditional: Literal["text", "zero-image"] = "text"
     alpha: Schedule = field(default_factory=lambda: LinearRamp(0.4, 0.8))  # weight α(τ) of g_ISD, Eq. 9
-    beta: Schedule | None = field(default_factory=lambda: LinearRamp(0.6, 0.02))  # weight β(τ) of g_MV; none: off
+    #: Weight β(τ) of g_MV (Eq. 9): auto = 0.6 → 0.02 (Sec. 5) on a prior that conditions on cameras, off (with a
+    #: note) on one that does not; ramp/constant: that schedule (refused on a prior without cameras); none: off.
+    beta: Schedule | AutoBeta | None = field(default_factory=AutoBeta)
     mv_guidance_scale: float = 50.0  # CFG of the multi-view term (Sec. 5: 50)
     view_dependent: bool = True  # view suffix on y for the ISD term (the MV term gets the camera instead)
     timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)  # how t is drawn at each step
@@ -88,8 +107,28 @@ class ISD(GuidanceMethod):
         """The mode-selecting reference image x_ref [3, S, S] in [0, 1]."""
         self.reference = image.detach()
 
+    def multi_view_weight(self, prior: Prior) -> Schedule | AutoBeta | None:
+        """β(τ) on ``prior``, None when the multi-view term is off; an explicit schedule on a prior that does
+        not condition on cameras is a ``UserError``."""
+        beta = self.config.beta
+        if beta is None or views_of(prior).conditions_on_cameras:
+            return beta
+        if isinstance(beta, AutoBeta):
+            return None
+        require_camera_conditioning(prior, "ISD", "multi-view term g_MV (Eq. 8-9, --set beta=...)",
+                                    "drop --set beta (auto turns the term off on this prior) or set beta=none")
+        return beta
+
+    def _announce(self, prior: Prior) -> None:
+        """The one line a run prints when the multi-view term is off because the prior ignores cameras."""
+        if self.config.beta is not None and self.multi_view_weight(prior) is None:
+            print(f"note: ISD's multi-view term g_MV (Eq. 8-9) is off: the prior {type(prior).__name__} does not "
+                  "condition on cameras (the paper uses MVDream), so the gradient is α·g_ISD alone", flush=True)
+
     def setup(self, prior: Prior, prompt: str, seed: int) -> None:
-        """x_ref sampled from the same prior for the prompt (DDIM, CFG ``guidance_scale``), unless given."""
+        """Check β against the prior (a note when the multi-view term is off), then x_ref sampled from the same
+        prior for the prompt (DDIM, CFG ``guidance_scale``), unless given."""
+        self._announce(prior)
         if self.reference is None:
             from distill3d.priors.sampling import sample
 
@@ -99,6 +138,7 @@ class ISD(GuidanceMethod):
         return {"reference": self.reference}
 
     def load_state_dict(self, prior: Prior, state: dict) -> None:
+        self._announce(prior)  # a resumed run checks β and says it too
         if state.get("reference") is not None:
             self.set_reference(state["reference"])
 
@@ -117,7 +157,8 @@ class ISD(GuidanceMethod):
             groups["ip_null"] = [Condition("", torch.zeros_like(ref), c.image_scale)] * b  # ε̂_IP(z_t; ∅, 0)
         if c.mode == "isd":
             groups["text"] = [Condition(y) for y in texts]  # ε̂(z_t; y)
-        if c.beta is not None:
+        beta_schedule = self.multi_view_weight(prior)
+        if beta_schedule is not None:
             groups["mv"] = [Condition(inp.prompt, camera=p) for p in cams]  # ε̂_MV(z_t; y, π)
             groups["mv_null"] = [Condition("", camera=p) for p in cams]  # ε̂_MV(z_t; ∅, π)
         pred = dict(zip(groups, predict_groups(prior, [(n.z_t, n.t, conds) for conds in groups.values()])))
@@ -128,8 +169,8 @@ class ISD(GuidanceMethod):
         alpha = c.alpha(inp.step, inp.total_steps)
         grad = alpha * g_isd  # Eq. 9
         beta, g_mv = 0.0, torch.zeros_like(g_isd)
-        if c.beta is not None:
-            beta = c.beta(inp.step, inp.total_steps)
+        if beta_schedule is not None:
+            beta = beta_schedule(inp.step, inp.total_steps)
             g_mv = w * (cfg(pred["mv_null"], pred["mv"], c.mv_guidance_scale) - eps)  # Eq. 8
             grad = grad + beta * g_mv  # Eq. 9
         diag = ISDDiagnostics(alpha, beta, per_view_norm(g_isd), per_view_norm(g_mv))

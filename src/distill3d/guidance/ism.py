@@ -12,6 +12,10 @@ defaults in ``arguments/__init__.py`` ``GuidanceParams``; METHODS.md "More basel
 
 and t ~ U[0.02, m(τ)] with the maximum m falling from 0.98 to 0.5 over the same 1500 steps (``t_range``,
 ``max_t_range``, ``warm_up_rate``): ``MaxRampTimesteps``. So 200 is the inversion stride, not the interval.
+With ``perp_neg`` (LucidDreamer's ``GuidanceParams.perpneg``, on there by default; its ``train_step_perpneg``)
+ε̂_cfg(z_t; y) is Perp-Neg's ε̂_PN with LucidDreamer's view weights (:mod:`distill3d.guidance.perp_neg`,
+``LUCIDDREAMER_CURVES``); the inversion keeps its unconditional predictions. Off by default here: the paper's
+ISM; the ``luciddreamer-ism`` preset turns it on.
 Deviations kept: t is drawn per view (the code draws one t per batch); the code's 0.1-scaled offset noise and
 random horizontal flip of the renders are left out (our inversion starts at z itself, not at z noised to
 τ_0 = 0).
@@ -19,7 +23,7 @@ random horizontal flip of the renders are left out (our inversion starts at z it
 No random ε: only t is drawn (so the generator draws t and then an ε that is not used, to keep the shared
 draw order). The inversion is sequential: ⌈max_b s_b / stride⌉ calls (at most ``max_inversion_steps``; views
 whose s is reached early stay put), one for ε̂(z_s; s, ∅) (the s → t step, whose prediction is also the
-control variate) and one batched [y, ∅] call at t.
+control variate) and one batched [y, ∅] call at t ([y_v, ∅, y_1, y_2] with Perp-Neg).
 """
 
 from __future__ import annotations
@@ -39,12 +43,16 @@ from distill3d.guidance.base import (
     Schedule,
     TimestepSchedule,
     alpha_bar,
-    cfg,
     ddim_step,
     finish,
-    predict_groups,
-    prompt_conditions,
     sample_t_and_noise,
+)
+from distill3d.guidance.perp_neg import (
+    LUCIDDREAMER_CURVES,
+    PerpNegCurves,
+    check_perp_neg,
+    guided_eps,
+    guided_rows,
 )
 from distill3d.priors.base import Condition, Prior
 
@@ -58,12 +66,18 @@ class ISMConfig:
     inversion_stride: int = 200  # timesteps per DDIM inversion step from 0 to s (LucidDreamer's xs_delta_t)
     max_inversion_steps: int = 5  # at most this many inversion steps from 0 to s (LucidDreamer's xs_inv_steps)
     view_dependent: bool = True  # view suffix on y
+    #: Perp-Neg for ε̂_cfg(z_t; y), the other views' prompts as negatives (LucidDreamer's perpneg, on in its
+    #: GuidanceParams and the luciddreamer-ism preset; needs view_dependent).
+    perp_neg: bool = False
+    #: Perp-Neg's view weights: LucidDreamer's (negative_w −2, front_decay_factor 2, side_decay_factor 10).
+    perp_neg_curves: PerpNegCurves = field(default_factory=lambda: LUCIDDREAMER_CURVES)
     #: LucidDreamer: t ~ U[0.02, m], m 0.98 → 0.5 over the warm-up (t_range [0.02, 0.5], max_t_range 0.98).
     timesteps: TimestepSchedule = field(default_factory=MaxRampTimesteps)
 
     def validate(self) -> None:
         if self.inversion_stride < 1 or self.max_inversion_steps < 1:
             raise UserError("inversion_stride and max_inversion_steps must be at least 1")
+        check_perp_neg(self.perp_neg, self.view_dependent)
 
 
 class ISM(GuidanceMethod):
@@ -98,9 +112,9 @@ class ISM(GuidanceMethod):
             eps_s = self._uncond(prior, z_s, s)  # ε̂(z_s; s, ∅)
             abar_t = alpha_bar(prior, t)
             z_t = ddim_step(z_s, eps_s, alpha_bar(prior, s), abar_t)  # inversion step s → t
-            eps_y, eps_null = predict_groups(prior, [(z_t, t, prompt_conditions(inp, c.view_dependent)),
-                                                     (z_t, t, [Condition("")] * b)])
+            eps_hat = guided_eps(prior, z_t, t, inp, c.guidance_scale, c.view_dependent,
+                                 c.perp_neg_curves if c.perp_neg else None)  # ε̂_cfg(z_t; y) or ε̂_PN
         w = ((1.0 - abar_t) / abar_t).sqrt()[:, None, None, None]
-        grad = w * (cfg(eps_null, eps_y, c.guidance_scale) - eps_s)
-        evals = (steps + 1) * b + 2 * b
+        grad = w * (eps_hat - eps_s)
+        evals = (steps + 1) * b + guided_rows(c.perp_neg) * b
         return finish(grad, t, steps + 2, evals)

@@ -13,15 +13,25 @@ with ε̂_cfg the standard CFG at scale 100 (the UDS paper's comparison, the aut
 (the authors' code weights nothing).
 
 Forms (``form``):
-- "paper" (default): t' = t − 1 and β_t = 1 − ᾱ_t/ᾱ_{t−1}, α_t = 1 − β_t, the exact one-step posterior
+- "code" (default): the authors' ``pds.py`` (KAIST-Visual-AI-Group/PDS, ``PDS.__call__`` and
+  ``compute_posterior_mean``): a DDIMScheduler at 500 inference steps, t' = timesteps[idx − 1] = t − 2 (here
+  ``T // 500``) but ``scheduler.betas[t]``, the ONE-step β_t = 1 − ᾱ_t/ᾱ_{t−1}, and α_t = 1 − β_t in c0, c1 and
+  σ_t. Then c0 + c1√ᾱ_t ≠ √ᾱ_{t'}, which leaves the term ψ(t)(x0^tgt − x0^src),
+  ψ(t) = (√ᾱ_{t'} − c0 − c1√ᾱ_t)/σ_t > 0, pulling the edit toward the source: the identity-preservation
+  term UDS (its Eq. 9) reads in PDS, and what PDS is for. On SD's scaled-linear schedule ψ(30) ≈ 1.12,
+  ψ(200) ≈ 0.14, ψ(600) ≈ 0.02; on the embedded toy prior's cosine schedule ψ(30) ≈ 3.97, ψ(200) ≈ 0.29.
+- "paper": t' = t − 1 and β_t = 1 − ᾱ_t/ᾱ_{t−1}, α_t = 1 − β_t, the exact one-step posterior
   q(x_{t−1} | x_t, x0). Then c0 + c1√ᾱ_t = √ᾱ_{t−1}, so the x0 parts cancel and
-  z^tgt − z^src = c0 √((1−ᾱ_t)/ᾱ_t) / σ_t · (ε̂_cfg^tgt − ε̂_cfg^src): a t-weighted DDS (checked in the tests).
-- "code": the authors' ``pds.py``: t' two steps below t (its 500-step grid at T = 1000, here ``T // 500``)
-  but the ONE-step β_t and α_t in c0, c1 and σ_t. Then c0 + c1√ᾱ_t ≠ √ᾱ_{t'}, which leaves the term
-  ψ(t)(x0^tgt − x0^src), ψ(t) = (√ᾱ_{t'} − c0 − c1√ᾱ_t)/σ_t > 0, pulling the edit toward the source: the
-  identity-preservation term UDS (its Eq. 9) reads in PDS.
-The timestep t is drawn by the usual schedule (the code draws it on its 500-step grid); t' is clamped at 0
-and t must be at least 1. Rows [tgt: y_tgt, ∅] + [src: y_src, ∅] in one call; t, ε_t, then ε_{t'} are drawn.
+  z^tgt − z^src = χ(t)·(ε̂_cfg^tgt − ε̂_cfg^src), χ = c0 √((1−ᾱ_t)/ᾱ_t) / σ_t ≈ 0.08-0.23 on SD's schedule:
+  a t-weighted DDS with no identity term (checked in the tests).
+Measured (issue 20, benchmarks/results/methods20/pds.md: ``distill3d bench edit``, 2 pairs x seeds 0-2, 200
+steps, embedded prior), paired code − paper with 95% bootstrap intervals over the 6 edits: outside-mask MSE
+to the source −0.038 [−0.069, −0.012] (0.009 against 0.048), inside MSE to the target truth −0.038
+[−0.057, −0.020], judged "changed" +17% [−6%, 42%], "kept" 0% [−29%, 27%]: the identity term keeps the rest
+of the scene and the edit is no weaker.
+The timestep t is drawn by the usual schedule (the code draws it on its 500-step grid: t = 2·idx + 1,
+idx ~ U{10, …, 489}, so t odd in [21, 979]); t' is clamped at 0 and t must be at least 1. Rows
+[tgt: y_tgt, ∅] + [src: y_src, ∅] in one call; t, ε_t, then ε_{t'} are drawn.
 """
 
 from __future__ import annotations
@@ -53,7 +63,10 @@ from distill3d.priors.base import Prior
 @dataclass(frozen=True)
 class PDSConfig:
     guidance_scale: float = 100.0  # CFG s (the UDS paper's comparison: 100)
-    form: Literal["paper", "code"] = "paper"  # exact x_{t−1} posterior, or the authors' code (see above)
+    #: "code" (default; KAIST-Visual-AI-Group/PDS pds/pds.py): t → t−2 on its 500-step grid with the one-step
+    #: β, which keeps the identity term ψ(t)(x0^tgt − x0^src); "paper": the exact x_{t−1} posterior as the
+    #: paper writes it, a t-weighted DDS without that term.
+    form: Literal["code", "paper"] = "code"
     timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)  # how t is drawn at each step
     weighting: Weighting = "uniform"  # w(t): 1−ᾱ ("sds"), 1 ("uniform"), √ᾱ(1−ᾱ) ("fantasia3d")
 

@@ -20,6 +20,7 @@ from distill3d.guidance.csd import CSD, CSDConfig
 from distill3d.guidance.dds import DDS, DDSConfig
 from distill3d.guidance.isd import ISD, ISDConfig
 from distill3d.guidance.ism import ISM, ISMConfig
+from distill3d.guidance.mvdream_sds import MVDreamSDS, MVDreamSDSConfig
 from distill3d.guidance.nfsd import NFSD, NFSDConfig
 from distill3d.guidance.pds import PDS, PDSConfig
 from distill3d.guidance.sdi import SDI, SDIConfig
@@ -82,6 +83,9 @@ METHODS: tuple[MethodEntry, ...] = (
                 "VSD (ProlificDreamer Eq. 9): w(t)(ε̂_cfg(z_t;y) − ε̂_φ(z_t;y,π)), a camera-conditioned LoRA trained on the renders"),
     MethodEntry("sdi", "generate", SDI, SDIConfig,
                 "SDI (Lukoianov et al. 2024): SDS with ε from conditional DDIM inversion of the render, t annealed 0.98 → 0.25, Perp-Neg (release configs/sdi.yaml)"),
+    MethodEntry("mvdream-sds", "generate", MVDreamSDS, MVDreamSDSConfig,
+                "MVDream SDS: groups of 4 views at 90° denoised jointly by a multi-view prior (--prior toy-mv; "
+                "--set views_per_step=4 --set view_azimuths=even), CFG 50, x̂0 reconstruction, t 0.98 → [0.02, 0.5]"),
     MethodEntry("uds", "edit", UDSEdit, UDSEditConfig,
                 "UDS editing (Eq. 14): x̂0^tgt − x̂0^src + 7.5(δ_cls^tgt − δ_cls^src); DDIM x̂0: --set x0_steps=4"),
     MethodEntry("dds", "edit", DDS, DDSConfig, "DDS: ε̂_cfg(z_t^tgt;y_tgt) − ε̂_cfg(z_t^src;y_src), CFG 100"),

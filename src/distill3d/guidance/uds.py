@@ -4,12 +4,21 @@ Classifier term δ_cls(z_t; y) = ε̂(z_t; y) − ε̂(z_t; ∅) (Eq. 5). The re
 Tweedie clean-latent estimates from UNCONDITIONAL predictions (Eq. 10 with ε̂(·; ∅), Sec. 4.3).
 
 Generation (Eq. 16-18, Alg. 1 lines 13-19): one ε, z_t and z_{t−c} noised from the same z,
-    g = w(t)·[(x̂0(z_t, ε̂(z_t; ∅)) − x̂0(z_{t−c}, ε̂(z_{t−c}; ∅))) + s·δ_cls(z_t; y)]                   (Eq. 16)
-    g = w(t)·[(x̂0^t − x̂0^{t−c}) + s·(δ_cls(z_t; y) − δ_cls(z_t; y_neg))]          (Eq. 17, with y_neg)
-with s = 7.5 and interval c (ISM-like, 80-100). The order x̂0^t − x̂0^{t−c} is the paper's (Eq. 16, Alg. 1
-line 17). Note what it implies: x̂0^t − x̂0^{t−c} = η_t(ε − ε̂_t) − η_{t−c}(ε − ε̂_{t−c}) with
-η = √((1−ᾱ)/ᾱ), whose leading part has the opposite sign of SDS's reconstruction term ε̂(∅) − ε; so
-``reconstruction="reversed"`` uses x̂0^{t−c} − x̂0^t instead, to measure which sign works rather than argue.
+    g = w(t)·[(x̂0(z_{t−c}, ε̂(z_{t−c}; ∅)) − x̂0(z_t, ε̂(z_t; ∅))) + s·δ_cls(z_t; y)]          (default)
+    g = w(t)·[(x̂0^{t−c} − x̂0^t) + s·(δ_cls(z_t; y) − δ_cls(z_t; y_neg))]          (Eq. 17, with y_neg)
+with s = 7.5 and interval c (ISM-like, 80-100). The order of the reconstruction term is NOT Eq. 16's as
+printed (x̂0^t − x̂0^{t−c}, Alg. 1 line 17; ``reconstruction="paper"``): x̂0^t − x̂0^{t−c} =
+η_t(ε − ε̂_t) − η_{t−c}(ε − ε̂_{t−c}) with η = √((1−ᾱ)/ᾱ), whose leading part has the opposite sign of SDS's and
+ISM's reconstruction term ε̂(∅) − ε. The paper's prose (Sec. 4.3: "the difference between the predicted
+x_0^{t−c} ... and the predicted x_0^t") reads as the default x̂0^{t−c} − x̂0^t (``reconstruction="reversed"``);
+Eq. 16 probably kept the order of the noise form (Eq. 13) without flipping the sign. Measured (issue 20):
+- exact scores of N(2, 1) data, reconstruction term alone, x from −3, 200 steps of lr 0.2
+  (tests/guidance/test_uds.py): SDS ends at 2.00, "reversed" at 1.18 (toward the mode), "paper" at −28.1
+  (diverges; E[x̂0^t − x̂0^{t−c}] = −(ᾱ_{t−c} − ᾱ_t)(x − m));
+- toy-core + toy-hard dev prompts (8), seeds 0-2, embedded prior, paired paper − reversed with 95% bootstrap
+  intervals over 24 (prompt, seed) pairs: judged match +4% [−7%, 16%] (a tie; "paper" wins single objects,
+  75% vs 17%: "reversed" rounds a cube's edges), silhouette IoU −0.065 [−0.102, −0.032], colour error
+  +0.034 [0.021, 0.047] (both favour "reversed"); command and table: benchmarks/results/methods20/uds.md.
 t − c is clamped at 0. x̂0 is the one-step Tweedie estimate (Eq. 10), or with ``x0_steps = K > 1`` the DDIM
 process of Eq. 15 (Alg. 1 line 17: "via Eq. (10) or Eq. (15)"), run for both z_t and z_{t−c}. All rows
 [z_t: y, ∅, (y_neg)] + [z_{t−c}: ∅] go in one call, then K − 1 more calls for the DDIM x̂0.
@@ -62,9 +71,10 @@ class UDSConfig:
     guidance_scale: float = 7.5  # s of the classifier term (paper: 7.5)
     interval: int = 80  # c, in timesteps (paper: ISM-like, 80-100)
     negative_prompt: str | None = None  # y_neg of Eq. 17; none: Eq. 16
-    #: Order of the reconstruction term: x̂0^t − x̂0^{t−c} ("paper", Eq. 16, Alg. 1 line 17) or
-    #: x̂0^{t−c} − x̂0^t ("reversed", whose leading part has the sign of SDS's ε̂(∅) − ε).
-    reconstruction: Literal["paper", "reversed"] = "paper"
+    #: Order of the reconstruction term: x̂0^{t−c} − x̂0^t ("reversed", default: Sec. 4.3's prose, the sign of
+    #: SDS's ε̂(∅) − ε; measured in benchmarks/results/methods20/uds.md) or x̂0^t − x̂0^{t−c} ("paper": Eq. 16
+    #: and Alg. 1 line 17 as printed, which walks away from the data's mode on exact scores).
+    reconstruction: Literal["reversed", "paper"] = "reversed"
     x0_steps: int = 1  # x̂0 in this many DDIM steps to 0 (Eq. 15); 1 is Tweedie's one step (Eq. 10)
     view_dependent: bool = True  # view suffix on y
     timesteps: TimestepSchedule = field(default_factory=UniformTimesteps)  # how t is drawn at each step
@@ -107,7 +117,7 @@ class UDS(GuidanceMethod):
         eps_y, eps_null, eps_prev_null = preds[0], preds[1], preds[2]
         x0_t, x0_prev = _ddim_x0(prior, torch.cat([z_t, z_prev]), torch.cat([eps_null, eps_prev_null]),
                                  torch.cat([t, t_prev]), c.x0_steps).chunk(2)  # Eq. 10 (K = 1) or Eq. 15
-        recon = x0_t - x0_prev if c.reconstruction == "paper" else x0_prev - x0_t  # Δx̂0, Eq. 16
+        recon = x0_prev - x0_t if c.reconstruction == "reversed" else x0_t - x0_prev  # Δx̂0 (Eq. 16: x̂0^t − x̂0^{t−c})
         delta_cls = eps_y - eps_null  # δ_cls(z_t; y), Eq. 5
         if c.negative_prompt is not None:
             delta_cls = delta_cls - (preds[3] - eps_null)  # − δ_cls(z_t; y_neg), Eq. 17

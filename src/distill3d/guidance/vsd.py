@@ -16,15 +16,23 @@ The trainable copy comes from the prior's trainable-parts capability (``Trainabl
 Its weights and its optimizer's state are the method's ``state_dict`` (a checkpoint resumes them exactly).
 
 Sources. threestudio's ``stable-diffusion-vsd-guidance`` (``threestudio/models/guidance/
-stable_diffusion_vsd_guidance.py``, read through the code search): CFG 7.5 in the standard (diffusers) form on the frozen prior, CFG 1 on ε̂_φ (so its camera-dropped
-row is never used, and we do not train one); w = 1 − ᾱ_t; t ~ U[0.02, 0.98], the maximum lowered to 0.5 after
-step 5000; the LoRA's loss a mean MSE at t ~ U[0, T) with fresh noise on the detached latents; diffusers'
-``LoRAAttnProcessor`` on every attention (default rank 4) and a camera embedding ``TimestepEmbedding(16,
-1280)`` of the flattened MVP matrix as the LoRA UNet's class embedding. Not found (so chosen and documented):
-the LoRA learning rate (1e-4 here). Deviations: the camera enters as (sin az, cos az, el/90) (the cameras the
-Prior protocol carries) through a zero-initialised MLP, so ε̂_φ starts exactly equal to the frozen prior;
-ProlificDreamer's equation numbers above (Eq. 8 the φ objective, Eq. 9 the θ gradient) are as commonly cited,
-the paper text itself was not read here.
+stable_diffusion_vsd_guidance.py`` and ``configs/prolificdreamer.yaml``, read from threestudio-project/threestudio):
+CFG 7.5 in the standard (diffusers) form on the frozen prior, CFG 1 on ε̂_φ; the frozen prior sees the
+view-dependent prompt, ε̂_φ the plain prompt (``view_dependent_prompting=False`` for the LoRA, in the gradient
+and in its training alike); w = 1 − ᾱ_t; t ~ U[0.02, 0.98], the maximum lowered to 0.5 after step 5000 (the
+yaml's ``max_step_percent: [5000, 0.98, 0.5, 5001]``; ProlificDreamer's own release, thu-ml/prolificdreamer
+``run.sh``, passes ``--t5_iters 5000``, "change tmax to 500 after this"; only a May 2023 version of the yaml had
+the annealing "temporarily" disabled); the LoRA's loss a mean MSE at t ~ U[0, T) with fresh noise on the
+detached latents; its learning rate 1e-4 (the yaml's ``optimizer.params.guidance.lr: 0.0001``; the release's
+``--unet_lr`` default 0.0001); diffusers' ``LoRAAttnProcessor`` on every attention (default rank 4) and a camera
+embedding ``TimestepEmbedding(16, 1280)`` of the flattened camera-to-world matrix (``camera_condition_type:
+extrinsics``) as the LoRA UNet's class embedding.
+
+Deviations: the camera enters as (sin az, cos az, el/90) (the cameras the Prior protocol carries) through a
+zero-initialised MLP, so ε̂_φ starts exactly equal to the frozen prior; threestudio zeroes the camera of 10% of
+the LoRA's training rows (``lora_cfg_training``) for a camera-free row that CFG 1 never uses, which is not done
+here; ProlificDreamer's equation numbers above (Eq. 8 the φ objective, Eq. 9 the θ gradient) are as commonly
+cited, the paper text itself was not read here.
 
 Calls per step: 2 for the gradient (the frozen [y, ∅] rows, then ε̂_φ, a different network), 1 in the
 inner step (the LoRA's loss, with autograd).
@@ -53,7 +61,6 @@ from distill3d.guidance.base import (
     finish,
     noise_latents,
     predict_prompt_and_texts,
-    view_prompts,
     weight,
 )
 from distill3d.priors.base import Condition, Prior, TrainableDenoiser, require_trainable_denoiser
@@ -63,15 +70,15 @@ from distill3d.priors.base import Condition, Prior, TrainableDenoiser, require_t
 class VSDConfig:
     #: s of ε̂_cfg on the frozen prior, standard form (threestudio's VSD guidance: 7.5, diffusers' form).
     guidance_scale: float = 7.5
-    #: View suffix (", front view", ...) on y for both the frozen prior and ε̂_φ.
+    #: View suffix (", front view", ...) on y for the frozen prior; ε̂_φ always gets the plain y (threestudio).
     view_dependent: bool = True
-    #: t of the gradient: U[0.02, 0.98], the maximum lowered to 0.50 from step 5000 (threestudio's VSD).
+    #: t of the gradient: U[0.02, 0.98], the maximum lowered to 0.50 from step 5000 (prolificdreamer.yaml).
     timesteps: TimestepSchedule = field(default_factory=lambda: MaxSwitchTimesteps(0.02, 0.98, 0.50, 5000))
     #: w(t); "sds" is ProlificDreamer's σ_t² = 1 − ᾱ_t (threestudio: 1 − ᾱ_t).
     weighting: Weighting = "sds"
     #: Rank r of the LoRA on the attention projections (diffusers' LoRAAttnProcessor default, 4).
     lora_rank: int = 4
-    #: Adam learning rate of the LoRA and its camera embedding (the released configs' value was not found).
+    #: Adam learning rate of the LoRA and its camera embedding (prolificdreamer.yaml guidance lr 0.0001).
     lora_lr: float = 1e-4
     #: t of the LoRA's denoising loss (Eq. 8): the whole range (threestudio: U[0, T); here t = 1 … T − 1, the
     #: schedules' fractions lying strictly inside (0, 1)).
@@ -109,8 +116,7 @@ class VSD(GuidanceMethod):
         return list(self._denoiser_for(prior).parameters())
 
     def _lora_conditions(self, inp: GuidanceInput) -> list[Condition]:
-        texts = view_prompts(inp.prompt, inp.cameras, self.config.view_dependent)
-        return [Condition(y, camera=cam) for y, cam in zip(texts, camera_tuples(inp.cameras))]  # (y, π)
+        return [Condition(inp.prompt, camera=cam) for cam in camera_tuples(inp.cameras)]  # (y, π), y without suffix
 
     # ---- guidance -----------------------------------------------------------------------------------
 

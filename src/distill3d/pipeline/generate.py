@@ -2,7 +2,9 @@
 
 A run directory holds, when finished: the representation's own file (its class's ``file_name``:
 ``gaussians.ply`` for Gaussians, ``radiance.safetensors`` for a radiance field), ``mesh.glb``, ``mesh.obj``,
-``views.png``, ``turntable.mp4`` (``.gif`` without ffmpeg), ``preset.json`` (the settings actually used),
+``views.png``, ``turntable.mp4`` (``.gif`` without ffmpeg), ``preset.json`` (the settings actually used; on a
+grammar-bound prior also ``replaced_texts``: method texts it cannot read and their stand-ins, see
+:func:`method_for_prior`),
 ``run.json`` (prompt, method, seed, steps, time split, prior evaluations, judge scores with the toy prior),
 ``previews/`` and ``checkpoint.safetensors`` (for ``--resume``).
 A directory that already holds a finished run, or an unfinished one without ``--resume``, is refused:
@@ -12,6 +14,7 @@ earlier results are never overwritten.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -117,9 +120,42 @@ def check_prompt(prompt: str, prior_kind: str) -> None:
         parse_caption(prompt)  # the embedded prior knows only the toy world's captions
 
 
+def _readable(text: str, prior_kind: str) -> bool:
+    """Can the prior read ``text``? The empty prompt ∅ every prior reads; other texts as a prompt."""
+    if text == "":
+        return True
+    try:
+        check_prompt(text, prior_kind)
+    except UserError:
+        return False
+    return True
+
+
+def method_for_prior(cfg: RunConfig, method_overrides: dict[str, str], prior_kind: str
+                     ) -> tuple[GuidanceMethod, dict[str, tuple[str, str]]]:
+    """``cfg``'s method, built for the prior. A text it conditions on besides the prompt (``extra_texts()``)
+    that the prior cannot read (a grammar-bound prior: the toy prior reads only toy-world captions), that no
+    --set gave, and for which the method names a stand-in (its ``grammar_fallbacks()``, {--set path:
+    text}; e.g. AnchorDS' code form: its negative prompt becomes the empty prompt) is replaced by that
+    stand-in. Returns the method and {--set path: (text replaced, stand-in)}; any other unreadable text is
+    refused by ``check_method_texts``."""
+    method = build_method(cfg, method_overrides)  # raises UserError for an unknown method or --set key
+    unreadable = {text for text in method.extra_texts() if not _readable(text, prior_kind)}
+    fallbacks = method.grammar_fallbacks()
+    config = getattr(method, "config", None)
+    current = {path: functools.reduce(getattr, path.split("."), config) for path in fallbacks}
+    replaced = {path: (current[path], text) for path, text in fallbacks.items()
+                if current[path] in unreadable and path not in method_overrides}
+    if not replaced:
+        return method, {}
+    return build_method(cfg, method_overrides | {p: now for p, (_, now) in replaced.items()}), replaced
+
+
 def check_method_texts(method: GuidanceMethod, name: str, prior_kind: str) -> None:
     """The texts ``method`` conditions on besides the prompt must be readable by the prior, like the prompt."""
     for text in method.extra_texts():
+        if text == "":  # ∅, which every prior reads
+            continue
         try:
             check_prompt(text, prior_kind)
         except UserError as err:
@@ -166,9 +202,16 @@ def generate(prompt: str, cfg: RunConfig, method_overrides: dict[str, str], out_
     out_dir = Path(out_dir)
     check_prompt(prompt, prior_spec.kind)
     check_out_dir(out_dir, resume)
-    method = build_method(cfg, method_overrides)  # raises UserError for an unknown method or --set key
+    method, replaced = method_for_prior(cfg, method_overrides, prior_spec.kind)
     check_method_texts(method, cfg.method, prior_spec.kind)
     preset = {"prompt": prompt} | describe_config(cfg, method) | {"prior": dataclasses.asdict(prior_spec)}
+    if replaced:  # what the run conditions on instead of the method's own texts, and why
+        preset["replaced_texts"] = {path: {"was": was, "now": now, "why": f"the {prior_spec.kind} prior cannot "
+                                           "read it"} for path, (was, now) in replaced.items()}
+    for path, (was, now) in replaced.items():
+        print(f"note: {path} {shorten(was)!r} is not a text the {prior_spec.kind} prior reads, so this run uses "
+              f"{'the empty prompt ' if now == '' else ''}{now!r} instead (recorded in {PRESET_FILE}; --set "
+              f"{path}=... chooses another)", flush=True)
     if resume:
         check_resume_matches(out_dir, preset)
     prior = prior if prior is not None else load_prior(prior_spec)

@@ -5,7 +5,8 @@
         cameras  = random views                         (render time)
         x        = render(representation, cameras)
         z        = prior.encode(x)
-        editing: z_src = prior.encode(render(source, cameras))  — the frozen source, same cameras
+        editing: z_src = prior.encode(render(source, cameras))  — the frozen source, same cameras, same
+                 mode and the same random samples as the copy's render (a radiance field's jitter)
         g        = method(prior, z, x, cameras, prompt) (prior time)
         loss     = ½‖z − sg(z − g)‖² / views            (backward time)
         optimizer step, method's own inner step, densification
@@ -22,6 +23,7 @@ checkpoints, so a CPU run is bit-for-bit repeatable and ``resume`` continues exa
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -157,6 +159,12 @@ def _save_checkpoint(path: Path, rep: Representation, opt: torch.optim.Optimizer
 StepCallback = Callable[[int, dict[str, float]], None]
 
 
+def _draws_taken_back(device: torch.device) -> contextlib.AbstractContextManager:
+    """Inside, torch's global generators draw as usual; after, they are back where they were (the CPU one and,
+    on CUDA, ``device``'s), so the next render draws the same numbers."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
 def optimise(prompt: str, cfg: RunConfig, method: GuidanceMethod, prior: Prior, out_dir: Path,
              resume: bool = False, on_step: StepCallback | None = None,
              on_preview: Callable[[int, Representation], None] | None = None,
@@ -195,8 +203,8 @@ def optimise(prompt: str, cfg: RunConfig, method: GuidanceMethod, prior: Prior, 
         if ck.get("convergence") is not None:
             convergence = Convergence(ck["convergence"]["previous"], int(ck["convergence"]["calm"]))
     frozen = None
-    if source is not None:
-        frozen = source.representation.to(prior.device).requires_grad_(False).eval()
+    if source is not None:  # rendered in the copy's mode: a radiance field samples alike on both
+        frozen = source.representation.to(prior.device).requires_grad_(False).train(rep.training)
     sampling = camera_sampling(cfg)
     size = prior.image_size
     control_kind = getattr(prior, "control_kind", None)  # a ControlNet prior: exact maps of the renders
@@ -204,14 +212,18 @@ def optimise(prompt: str, cfg: RunConfig, method: GuidanceMethod, prior: Prior, 
     while state.step < cfg.steps and state.converged_at is None:
         t0 = time.perf_counter()
         cams = sample_cameras(cfg.views_per_step, sampling, generator)
+        source_images = None
+        if frozen is not None:  # its random draws are taken back, so the copy's render below draws the same
+            with torch.no_grad(), _draws_taken_back(prior.device):
+                source_images = render(frozen, cams, size).image  # [B, 3, S, S]
         out = render(rep, cams, size)
         images = out.image  # [B, 3, S, S]
         latents = prior.encode(images)
         control = control_maps(out, cams, control_kind) if control_kind is not None else None
         source_latents = None
-        if frozen is not None:
+        if source_images is not None:
             with torch.no_grad():
-                source_latents = prior.encode(render(frozen, cams, size).image)  # [B, C, h, w]
+                source_latents = prior.encode(source_images)  # [B, C, h, w]
         t1 = time.perf_counter()
         inp = GuidanceInput(latents=latents.detach(), images=images.detach(), cameras=cams, prompt=prompt,
                             step=state.step, total_steps=cfg.steps, control=control, source_latents=source_latents,

@@ -10,7 +10,7 @@ from distill3d.priors.base import Prior
 
 @dataclass(frozen=True)
 class PriorSpec:
-    kind: str = "toy"  # one of PRIOR_KINDS: "toy"/"toy-words" (embedded, shipped) or "sd" (diffusers)
+    kind: str = "toy"  # one of PRIOR_KINDS: "toy"/"toy-words" (embedded, shipped), "toy-mv" (trained here), "sd"
     model: str | None = None  # toy: a checkpoint path (None: the shipped one); sd: a folder or cached id
     ip_adapter: str | None = None
     controlnet: str | None = None
@@ -18,9 +18,10 @@ class PriorSpec:
 
 
 DEFAULT_PRIOR = PriorSpec()
-#: The embedded toy-world priors (see ``distill3d.priors.toy.prior.SHIPPED``): captions must follow the
-#: toy grammar, and runs are judged against the toy world's ground truth.
-TOY_PRIORS = ("toy", "toy-words")
+#: The embedded toy-world priors (see ``distill3d.priors.toy.prior.SHIPPED``, and ``TRAINED_HERE`` for "toy-mv",
+#: the multi-view prior): captions must follow the toy grammar, and runs are judged against the toy world's
+#: ground truth.
+TOY_PRIORS = ("toy", "toy-words", "toy-mv")
 PRIOR_KINDS = (*TOY_PRIORS, "sd")
 
 

@@ -35,6 +35,9 @@ class Condition:
     (``distill3d.scene.control`` makes them from a render); it only counts when ``control_scale`` (the
     ControlNet conditioning scale) is non-zero, and ``control_scale == 0`` must give exactly the
     prediction without control. Image and control are independent: a row may carry either, both or none.
+    ``view_group`` asks a multi-view prior (``ViewCapabilities.joint_views`` = N > 1) to denoise this row
+    jointly with the other rows of the same id: N consecutive rows, the views of one scene, each with its
+    camera. None (the default): the row is denoised alone. A prior that denoises each view alone ignores it.
     """
 
     text: str = ""
@@ -43,6 +46,7 @@ class Condition:
     camera: tuple[float, float] | None = None
     control: Tensor | None = None  # [3, H, W] in [0, 1]
     control_scale: float = 0.0
+    view_group: int | None = None  # rows sharing an id: one group of views denoised jointly
 
     def with_image(self, image: Tensor | None, scale: float) -> Condition:
         """The same condition with another adapter image and λ_ip (text, camera and control kept)."""
@@ -58,7 +62,9 @@ class Prior(Protocol):
     map the prior's ControlNet takes, "normal" or "depth" (in the conventions of
     ``distill3d.scene.control``). None or absent: the prior takes no control maps and refuses a row whose
     ``control_scale`` is non-zero. Likewise ``takes_images: bool`` (``getattr(prior, "takes_images",
-    True)``): False when the prior has no image adapter and refuses rows carrying an image.
+    True)``): False when the prior has no image adapter and refuses rows carrying an image. And
+    ``view_capabilities: ViewCapabilities`` (read it with :func:`views_of`): what the prior does with the
+    views of a batch; absent, it conditions on no camera.
     """
 
     #: Number of training timesteps T; valid ``t`` are ``0 .. T-1``.
@@ -87,7 +93,8 @@ class Prior(Protocol):
         under ``conditions[i]`` (``len(conditions) == N``). Returns ε̂ [N, C, h, w].
 
         Rows with different kinds of condition (text only, text + image, image only, camera) may be
-        mixed freely in one call; the result must equal separate calls row by row.
+        mixed freely in one call; the result must equal separate calls row by row (group by group for the
+        rows of one ``view_group`` on a multi-view prior, see :func:`view_groups`).
         """
         ...
 
@@ -137,6 +144,68 @@ def require_trainable_denoiser(prior: object, method: str) -> TrainableDenoiserP
                         f"{type(prior).__name__} has no trainable parts (no trainable_denoiser): use the toy "
                         "prior or Stable Diffusion")
     return prior
+
+
+@dataclass(frozen=True)
+class ViewCapabilities:
+    """The capability "sees the views": what a prior does with ``Condition.camera``, declared by the prior as
+    its ``view_capabilities`` attribute and read with :func:`views_of`. A method whose term needs it checks it
+    when it is set up (:func:`require_camera_conditioning`, :func:`require_joint_views`), so a term never
+    silently becomes a view-agnostic one. One field per thing a prior can do with views."""
+
+    #: ε̂ depends on ``Condition.camera`` (the toy prior's camera embedding); False: the camera is ignored
+    #: (Stable Diffusion), so a camera-conditioned term reduces to a view-agnostic one.
+    conditions_on_cameras: bool = False
+    #: N > 1: rows marked with one ``Condition.view_group`` are N views of one scene denoised jointly, their
+    #: ε̂ depending on each other (MVDream's 3D self-attention); unmarked rows are denoised alone, as by a
+    #: single-view prior. 1: every row alone, whatever its ``view_group``.
+    joint_views: int = 1
+
+
+def views_of(prior: object) -> ViewCapabilities:
+    """The prior's :class:`ViewCapabilities`; a prior that declares none conditions on no camera."""
+    return getattr(prior, "view_capabilities", ViewCapabilities())
+
+
+def require_camera_conditioning(prior: object, method: str, term: str, fix: str = "use the toy prior") -> None:
+    """A one-line ``UserError`` naming ``method``, its ``term`` and a ``fix`` unless ``prior`` conditions on
+    cameras."""
+    if not views_of(prior).conditions_on_cameras:
+        raise UserError(f"{method}'s {term} needs a prior that conditions on cameras, and the prior "
+                        f"{type(prior).__name__} ignores them; {fix}")
+
+
+def require_joint_views(prior: object, method: str, n: int) -> None:
+    """A one-line ``UserError`` naming ``method`` unless ``prior`` denoises groups of ``n`` views jointly."""
+    if views_of(prior).joint_views != n:
+        raise UserError(f"{method} denoises groups of {n} views jointly and needs a multi-view prior such "
+                        f"as toy-mv; the prior {type(prior).__name__} denoises "
+                        + ("each view alone" if views_of(prior).joint_views == 1
+                           else f"groups of {views_of(prior).joint_views}"))
+
+
+def view_groups(conditions: Sequence[Condition], joint_views: int) -> tuple[int, ...]:
+    """The sizes of the consecutive groups a prior denoising groups of ``joint_views`` views reads from a
+    batch's ``Condition.view_group`` ids: N for each run of N rows sharing an id, 1 for an unmarked row (and
+    for every row when ``joint_views`` is 1). Sums to ``len(conditions)``. A ``ValueError`` when a marked
+    group is not ``joint_views`` consecutive rows (a method's mistake, not a user's)."""
+    if joint_views == 1:
+        return (1,) * len(conditions)
+    sizes: list[int] = []
+    seen: set[int] = set()
+    i = 0
+    while i < len(conditions):
+        group = conditions[i].view_group
+        j = i + 1
+        while group is not None and j < len(conditions) and conditions[j].view_group == group:
+            j += 1
+        if group is not None and (j - i != joint_views or group in seen):
+            raise ValueError(f"view_group {group} must be {joint_views} consecutive rows of the batch")
+        if group is not None:
+            seen.add(group)
+        sizes.append(j - i)
+        i = j
+    return tuple(sizes)
 
 
 def alphas_cumprod_scaled_linear(num_timesteps: int = 1000, beta_start: float = 0.00085,

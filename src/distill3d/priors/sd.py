@@ -18,6 +18,9 @@ Choices, in one place:
   ``control_scale``. Both may be configured at once and a batch may mix image rows, map rows and rows with
   both; an image (or a map) that arrives without its IP-Adapter (or ControlNet) is a ``UserError``. As in
   diffusers' ControlNet pipelines, the ControlNet's own cross-attention sees the text only.
+- The adapter's image encoder sees the image as diffusers' CLIPImageProcessor prepares it (default), or with
+  ``ip_image_input="raw"`` as AnchorDS' code hands it over: the [0, 1] render resized bilinearly to 224²,
+  not normalised (``raw_resize``).
 - The image branch is computed without gradient to the image itself (renders are stop-gradient in every
   method); the adapter's K/V projections do receive gradients when the caller enables them
   (``adapter_layer(...).requires_grad_(True)``). Every other weight is frozen.
@@ -36,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from distill3d.core.errors import UserError
-from distill3d.priors.base import Condition
+from distill3d.priors.base import Condition, ViewCapabilities
 from distill3d.priors.lora import LoRADenoiser
 from distill3d.priors.sd_attention import IPRows, install_row_scaled_processors
 from distill3d.priors.weights import (
@@ -72,6 +75,10 @@ class StableDiffusionConfig:
     ip_adapter_subfolder: str = "models"
     #: Weight file of the adapter (IP-Adapter and IP-Adapter-Plus are both understood).
     ip_adapter_weight: str = IP_ADAPTER_PLUS_SD15
+    #: How an image reaches the adapter's CLIP image encoder: "clip" (diffusers' CLIPImageProcessor:
+    #: bicubic resize, centre crop, CLIP mean/std; ``clip_preprocess``) or "raw" (AnchorDS' code: the [0, 1]
+    #: render resized bilinearly to the encoder's input size, 224² for ViT-H/14, not normalised; ``raw_resize``).
+    ip_image_input: Literal["clip", "raw"] = "clip"
     #: ControlNet folder or id (``None``: no ControlNet). Its map arrives as ``Condition.control``.
     controlnet: str | None = None
     #: What the ControlNet's map is (``distill3d.scene.control``): a NormalBAE-coloured normal map
@@ -115,8 +122,20 @@ def clip_preprocess(images: Tensor, size: int) -> Tensor:
     return (x - mean) / std
 
 
+def raw_resize(images: Tensor, size: int) -> Tensor:
+    """AnchorDS' image input (manqiwu/AnchorDS ip_adapter_guidance.py: ``F.interpolate(rgb_BCHW, (224, 224),
+    mode="bilinear", align_corners=False)`` handed as a tensor to diffusers' ``encode_image``, which then skips
+    the feature extractor): bilinear, no antialias, no crop, no normalisation. [B, 3, H, W] in [0, 1] ->
+    [B, 3, size, size] in [0, 1]."""
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+
+
 class StableDiffusionPrior(nn.Module):
     """A diffusers Stable Diffusion as a ``Prior`` (see the module docstring for every choice made)."""
+
+    #: The protocol's optional ``view_capabilities``: Stable Diffusion has no camera input, ``Condition.camera``
+    #: is ignored.
+    view_capabilities = ViewCapabilities(conditions_on_cameras=False)
 
     def __init__(self, config: StableDiffusionConfig = StableDiffusionConfig()) -> None:
         """Load everything ``config`` names from local folders or the Hugging Face cache."""
@@ -142,7 +161,8 @@ class StableDiffusionPrior(nn.Module):
     def from_pipeline(cls, pipe, controlnet: nn.Module | None = None,
                       config: StableDiffusionConfig = StableDiffusionConfig()) -> StableDiffusionPrior:
         """Wrap an already built ``StableDiffusionPipeline`` (an IP-Adapter, if any, already loaded into
-        it with ``load_ip_adapter``); ``config`` only supplies device, dtype and ``controlnet_kind``."""
+        it with ``load_ip_adapter``); ``config`` only supplies device, dtype, ``controlnet_kind`` and
+        ``ip_image_input``."""
         prior = cls.__new__(cls)
         nn.Module.__init__(prior)
         device = _pick_device(config.device)
@@ -282,9 +302,11 @@ class StableDiffusionPrior(nn.Module):
     @torch.no_grad()
     def image_tokens(self, images: Sequence[Tensor]) -> Tensor:
         """IP-Adapter image tokens for K images [3, H, W] in [0, 1] (any sizes) -> [K, M, D] (M = 4, or 16
-        for -Plus on SD 1.5). -Plus projects CLIP's penultimate hidden states, IP-Adapter its image embedding."""
+        for -Plus on SD 1.5). -Plus projects CLIP's penultimate hidden states, IP-Adapter its image embedding.
+        The encoder's input is ``config.ip_image_input``'s: CLIP-preprocessed, or the raw bilinear resize."""
         size = self.image_encoder.config.image_size
-        pixels = torch.cat([clip_preprocess(im[None].to(self._device).float(), size) for im in images])
+        prepare = clip_preprocess if self.config.ip_image_input == "clip" else raw_resize
+        pixels = torch.cat([prepare(im[None].to(self._device).float(), size) for im in images])
         pixels = pixels.to(self.dtype)  # [K, 3, size, size]
         if self._ip_plus:
             feats = self.image_encoder(pixels, output_hidden_states=True).hidden_states[-2]  # [K, 257, 1280]

@@ -7,6 +7,11 @@ Format (a directory):
   ``images`` uint8 [n, 3, S, S] (view 1), ``images2`` uint8 [n, 3, S, S] (view 2 of the same scene),
   ``captions`` unicode [n], ``cameras`` float32 [n, 2, 2] ((azimuth, elevation) in degrees of views 1
   and 2), ``eye_pixels`` int32 [n, 2] (pixels that see the face's eyes in each view; 0 without a face).
+  With ``group_views`` = G > 0 (for the multi-view prior), also a group of G views of the same scene, as
+  MVDream renders its training data: azimuths 360°/G apart from a uniformly random start, one random
+  elevation for the group: ``group_images`` uint8 [n, G, 3, S, S], ``group_cameras`` float32 [n, G, 2],
+  ``group_eye_pixels`` int32 [n, G]. (``meta.json`` lists ``group_views`` only when it is not 0, so the
+  datasets written before it existed keep their configuration.)
 
 Shard ``i`` depends only on ``(seed, i)``, so a build is deterministic, resumable (finished shards are
 kept) and can run shards in parallel processes. Every file is written atomically.
@@ -48,10 +53,15 @@ class DatasetConfig:
     #: Share of each caption kind, in the order of ``KINDS`` (single, face, on top of, next to): weighted
     #: toward two-object scenes, the hard case for binding (the first prior used 0.25/0.10/0.325/0.325).
     kind_weights: tuple[float, float, float, float] = (0.16, 0.14, 0.35, 0.35)
+    #: Views of the group rendered per scene besides the two views (360°/G apart from a random azimuth, one
+    #: random elevation; the multi-view prior trains on groups of 4); 0: no group.
+    group_views: int = 0
 
     def __post_init__(self) -> None:
         if len(self.kind_weights) != len(KINDS) or min(self.kind_weights) < 0 or sum(self.kind_weights) <= 0:
             raise UserError(f"kind_weights needs {len(KINDS)} non-negative shares ({', '.join(KINDS)})")
+        if not 0 <= self.group_views <= 16:
+            raise UserError(f"group_views must be within [0, 16], got {self.group_views}")
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,9 @@ class ToyData:
     cameras: Tensor  # [N, 2, 2] float32: (azimuth, elevation) of views 1 and 2
     eye_pixels: Tensor  # [N, 2] int32
     size: int
+    group_images: Tensor | None = None  # [N, G, 3, S, S] uint8, a group of G views 360°/G apart; None: no groups
+    group_cameras: Tensor | None = None  # [N, G, 2] float32 (azimuth, elevation) of the group's views
+    group_eye_pixels: Tensor | None = None  # [N, G] int32
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -98,6 +111,15 @@ def sample_views(n: int, rng: np.random.Generator, cfg: DatasetConfig) -> np.nda
     return np.stack([np.stack([az1, el[:, 0]], -1), np.stack([az2, el[:, 1]], -1)], axis=1).astype(np.float32)
 
 
+def sample_group_views(n: int, views: int, rng: np.random.Generator, cfg: DatasetConfig) -> np.ndarray:
+    """(azimuth, elevation) of a group of ``views`` views per scene [n, views, 2]: azimuths 360°/views apart
+    from a uniform start, one elevation (uniform in ``elevation_range``) per group."""
+    start = rng.uniform(0.0, 360.0, n)
+    el = rng.uniform(*cfg.elevation_range, size=n)
+    az = (start[:, None] + 360.0 / views * np.arange(views)[None]) % 360.0
+    return np.stack([az, np.broadcast_to(el[:, None], az.shape)], axis=-1).astype(np.float32)
+
+
 def _to_uint8(images: Tensor) -> np.ndarray:
     return (images * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
 
@@ -116,6 +138,15 @@ def build_shard(cfg: DatasetConfig, index: int, n: int) -> dict[str, np.ndarray]
         eyes.append(r.eye_pixels.numpy().astype(np.int32))
     out["cameras"] = views
     out["eye_pixels"] = np.stack(eyes, axis=1)
+    if cfg.group_views:  # drawn after everything above, so the two views do not change with the option
+        g = cfg.group_views
+        group = sample_group_views(n, g, rng, cfg)
+        flat = torch.from_numpy(group.reshape(n * g, 2))
+        cams = Cameras.from_angles(flat[:, 0], flat[:, 1])
+        r = render([spec for spec in specs for _ in range(g)], cams, cfg.size)
+        out["group_images"] = _to_uint8(r.image).reshape(n, g, 3, cfg.size, cfg.size)
+        out["group_cameras"] = group
+        out["group_eye_pixels"] = r.eye_pixels.numpy().astype(np.int32).reshape(n, g)
     return out
 
 
@@ -138,6 +169,8 @@ def _meta(cfg: DatasetConfig, shards: list[str]) -> dict:
             "fov": DEFAULT_FOV_DEG}
     meta["elevation_range"] = list(cfg.elevation_range)
     meta["kind_weights"] = list(cfg.kind_weights)
+    if not cfg.group_views:
+        del meta["group_views"]
     return meta
 
 
@@ -180,7 +213,10 @@ def load_dataset(root: str | os.PathLike[str]) -> ToyData:
     meta = json.loads(meta_path.read_text())
     if meta.get("format") != FORMAT:
         raise UserError(f"{meta_path} is not a {FORMAT} dataset")
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("images", "images2", "captions", "cameras", "eye_pixels")}
+    keys = ("images", "images2", "captions", "cameras", "eye_pixels")
+    if meta.get("group_views", 0):
+        keys += ("group_images", "group_cameras", "group_eye_pixels")
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     for name in meta["shards"]:
         path = root / name
         if not path.exists():
@@ -189,8 +225,9 @@ def load_dataset(root: str | os.PathLike[str]) -> ToyData:
             for k, chunks in parts.items():
                 chunks.append(z[k])
     cat = {k: np.concatenate(v) for k, v in parts.items()}
+    group = {k: torch.from_numpy(v) for k, v in cat.items() if k.startswith("group_")}
     return ToyData(
         images=torch.from_numpy(cat["images"]), images2=torch.from_numpy(cat["images2"]),
         captions=[str(c) for c in cat["captions"]], cameras=torch.from_numpy(cat["cameras"]),
-        eye_pixels=torch.from_numpy(cat["eye_pixels"]), size=int(meta["size"]),
+        eye_pixels=torch.from_numpy(cat["eye_pixels"]), size=int(meta["size"]), **group,
     )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -28,3 +32,20 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor, context: Tensor, mask: Tensor | None = None) -> Tensor:
         return self.to_out(attend(self.to_q(x), self.to_k(context), self.to_v(context), self.heads, mask))
+
+
+def across_views(fn: Callable[[Tensor], Tensor], x: Tensor, groups: tuple[int, ...]) -> Tensor:
+    """``fn`` over the tokens of each group of views at once: x [B, L, C], its rows in consecutive groups of
+    the sizes ``groups`` (summing to B); a group of n rows becomes one sequence [n·L, C] (MVDream's 3D
+    self-attention: the n views' tokens concatenated), consecutive groups of one size go through ``fn`` in
+    one batch. Groups of 1 give exactly ``fn(x)``. -> [B, L, C]"""
+    b, length, c = x.shape
+    out, start = [], 0
+    for n, run in itertools.groupby(groups):
+        rows = n * len(list(run))
+        seg = x[start:start + rows].reshape(rows // n, n * length, c)
+        out.append(fn(seg).reshape(rows, length, c))
+        start += rows
+    if start != b:
+        raise ValueError(f"groups of sizes summing to {start} for {b} rows")
+    return out[0] if len(out) == 1 else torch.cat(out)

@@ -8,18 +8,25 @@
   Rows with λ_ip = 0 skip the image attention entirely, so they equal the prediction without an image.
 - a camera: (sin az, cos az, el / 90) embedded and added to the timestep embedding; a learned null
   embedding when a row has no camera.
+
+The multi-view variant (``ToyUNetConfig.views`` = N > 1, the prior ``toy-mv``) is MVDream's inflation of the
+same network (Shi et al. 2024): the self-attention of every transformer block runs over the tokens
+of the N views of a group concatenated (3D self-attention), everything else (cross-attention, residual
+blocks, camera embedding) stays per view. It adds no parameter, so it loads the single-view weights
+unchanged (:func:`with_views`), as MVDream starts from Stable Diffusion; a row in a group of one is computed
+exactly as by the single-view network.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distill3d.priors.toy.attention import Attention, attend
+from distill3d.priors.toy.attention import Attention, across_views, attend
 from distill3d.priors.toy.text import ObjectEncoder, SceneTokenizer, TextEncoder, Tokenizer
 from distill3d.toyworld.grammar import COLOR_NAMES, RELATIONS, SHAPES, VIEWS
 
@@ -47,12 +54,17 @@ class ToyUNetConfig:
     #: What the network outputs: "eps" (ε) or "v" (v = √ᾱ ε − √(1−ᾱ) x0, Salimans & Ho 2022); the prior
     #: always answers ε̂, converted from v̂ where needed.
     prediction: str = "eps"
+    #: Views a group holds (MVDream's 3D self-attention across the group's tokens); 1: the single-view
+    #: network, which ignores ``ModelConditions.groups``.
+    views: int = 1
 
     def __post_init__(self) -> None:
         if self.text_encoder not in ("objects", "words"):
             raise ValueError(f"text_encoder must be 'objects' or 'words', got {self.text_encoder!r}")
         if self.prediction not in ("eps", "v"):
             raise ValueError(f"prediction must be 'eps' or 'v', got {self.prediction!r}")
+        if self.views < 1:
+            raise ValueError(f"views must be at least 1, got {self.views}")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -75,6 +87,9 @@ class ModelConditions:
     image: Tensor  # [R, 3, S, S] in [0, 1]: the images of the rows that have one
     image_rows: Tensor  # [R] long: which rows of the batch those images belong to (unique)
     image_scale: Tensor  # [R] λ_ip per image row (non-zero)
+    #: Sizes of the consecutive groups of rows denoised jointly (1 or ``config.views`` each, summing to B);
+    #: () : every row alone.
+    groups: tuple[int, ...] = ()
 
 
 def timestep_embedding(t: Tensor, dim: int) -> Tensor:
@@ -124,6 +139,7 @@ class SpatialTransformer(nn.Module):
     def __init__(self, channels: int, cfg: ToyUNetConfig) -> None:
         super().__init__()
         self.heads = cfg.heads
+        self.views = cfg.views
         self.norm = nn.GroupNorm(cfg.groups, channels)
         self.proj_in = nn.Linear(channels, channels)
         self.norm1 = nn.LayerNorm(channels)
@@ -151,7 +167,8 @@ class SpatialTransformer(nn.Module):
         b, c, hgt, wid = x.shape
         h = self.proj_in(self.norm(x).flatten(2).transpose(1, 2))  # [B, HW, C]
         n = self.norm1(h)
-        h = h + self.self_attn(n, n)
+        attn = lambda tokens: self.self_attn(tokens, tokens)
+        h = h + (across_views(attn, n, cond.groups) if self.views > 1 and cond.groups else attn(n))  # 3D / 2D
         h = h + self.cross_attention(self.norm2(h), cond, image_tokens)
         h = h + self.mlp(self.norm3(h))
         return x + self.proj_out(h).transpose(1, 2).reshape(b, c, hgt, wid)
@@ -280,4 +297,13 @@ class ToyUNet(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
-__all__ = ["ImageKV", "ModelConditions", "ToyUNet", "ToyUNetConfig"]
+def with_views(model: ToyUNet, views: int) -> ToyUNet:
+    """A new network with ``model``'s weights, copied unchanged, and its self-attention inflated across groups
+    of ``views`` views (``views`` = 1: the single-view network). Inflation adds no parameter, so every
+    weight name matches (MVDream initialises from Stable Diffusion's weights the same way)."""
+    inflated = ToyUNet(replace(model.config, views=views)).to(model.conv_in.weight.device)
+    inflated.load_state_dict(model.state_dict())
+    return inflated
+
+
+__all__ = ["ImageKV", "ModelConditions", "ToyUNet", "ToyUNetConfig", "with_views"]

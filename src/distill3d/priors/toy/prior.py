@@ -2,7 +2,9 @@
 
 Pixel space: ``encode`` is x ↦ 2x − 1 and ``decode`` its inverse, so latents are images in [-1, 1].
 Weights are stored with safetensors (never pickles) beside a JSON file holding the ``ToyUNetConfig``;
-the shipped file keeps fp16 tensors and is upcast to fp32 on load.
+the shipped file keeps fp16 tensors and is upcast to fp32 on load. A network with ``views`` = N > 1 (the
+multi-view prior ``toy-mv``) makes the prior a joint one: ``view_capabilities.joint_views`` = N, and the
+rows of one ``Condition.view_group`` are denoised together (``distill3d.priors.base.view_groups``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from torch import Tensor, nn
 
 from distill3d.core.errors import UserError
 from distill3d.core.io import atomic_path, write_json_atomic
-from distill3d.priors.base import Condition, alphas_cumprod_cosine
+from distill3d.priors.base import Condition, ViewCapabilities, alphas_cumprod_cosine, view_groups
 from distill3d.priors.lora import LoRADenoiser
 from distill3d.priors.toy.attention import Attention
 from distill3d.priors.toy.model import ModelConditions, ToyUNet, ToyUNetConfig
@@ -28,6 +30,13 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "toy_prior.safetensors"
 #: "toy-words", the first shipped prior (word tokens, colours often bound to the wrong object), kept so
 #: that a benchmark can ask whether a method's advantage depends on a prior that mixes attributes.
 SHIPPED = {"toy": DEFAULT_WEIGHTS, "toy-words": WEIGHTS_DIR / "toy_words.safetensors"}
+#: Named priors whose weights are trained here rather than shipped: where they go, and how to make them.
+#: "toy-mv", the multi-view prior: the shipped prior inflated across groups of 4 views and fine-tuned on them.
+TRAINED_HERE = {"toy-mv": WEIGHTS_DIR / "toy_mv.safetensors"}
+TRAIN_COMMANDS = {"toy-mv": (
+    "distill3d toy dataset --out data/toy-mv --count 20000 --views 4 --workers 2 && "
+    "distill3d toy train --data data/toy-mv --out runs/toy-mv --init toy --views 4 "
+    f"--export {TRAINED_HERE['toy-mv']}")}
 NUM_TIMESTEPS = 1000
 
 
@@ -77,18 +86,28 @@ class ToyPrior(nn.Module):
     num_timesteps: int = NUM_TIMESTEPS
     #: No ControlNet: a row with a control map at a non-zero scale is refused.
     control_kind: str | None = None
+    #: The network embeds ``Condition.camera`` (trained on renders with their cameras); an instance's
+    #: ``joint_views`` is its network's ``views``.
+    view_capabilities = ViewCapabilities(conditions_on_cameras=True)
 
     def __init__(self, model: ToyUNet) -> None:
         super().__init__()
         self.model = model.eval().requires_grad_(False)
+        self.view_capabilities = ViewCapabilities(conditions_on_cameras=True, joint_views=model.config.views)
         self.image_size = model.config.image_size
         self.register_buffer("_alphas_cumprod", alphas_cumprod_cosine(NUM_TIMESTEPS), persistent=False)
         self._text_cache: dict[str, tuple[Tensor, Tensor]] = {}
 
     @staticmethod
     def load(path: str | Path | None = None, device: str | torch.device = "cpu") -> ToyPrior:
-        """The shipped prior (``DEFAULT_WEIGHTS``), a shipped one by name (``SHIPPED``) or the weights at
-        ``path``."""
+        """The shipped prior (``DEFAULT_WEIGHTS``), a shipped one by name (``SHIPPED``), one trained here by
+        name (``TRAINED_HERE``: a one-line error with the commands that make it while it is missing) or the
+        weights at ``path``."""
+        if str(path) in TRAINED_HERE:
+            name, path = str(path), TRAINED_HERE[str(path)]
+            if not path.is_file():
+                raise UserError(f"the prior {name} is not trained yet (no {path.name}); make it with: "
+                                f"{TRAIN_COMMANDS[name]}")
         if path is None or str(path) in SHIPPED:
             path = SHIPPED["toy" if path is None else str(path)]
         return ToyPrior(load_model(path)).to(device)
@@ -147,10 +166,12 @@ class ToyPrior(nn.Module):
             image_rows=torch.tensor(image_rows, dtype=torch.long, device=dev),
             image_scale=torch.tensor([conditions[i].image_scale for i in image_rows], dtype=torch.float32,
                                      device=dev),
+            groups=view_groups(conditions, self.view_capabilities.joint_views),
         )
 
     def predict_noise(self, z_t: Tensor, t: Tensor, conditions: Sequence[Condition]) -> Tensor:
-        """ε̂ [N, 3, S, S] for z_t [N, 3, S, S] at timesteps t [N], one forward pass for all rows."""
+        """ε̂ [N, 3, S, S] for z_t [N, 3, S, S] at timesteps t [N], one forward pass for all rows (the rows of
+        one ``view_group`` denoised jointly when the network has ``views`` > 1)."""
         if len(conditions) != z_t.shape[0]:
             raise ValueError(f"{len(conditions)} conditions for {z_t.shape[0]} rows")
         if any(c.control is not None and c.control_scale != 0 for c in conditions):

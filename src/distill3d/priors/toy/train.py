@@ -9,6 +9,13 @@ reconstruction AnchorDS relies on. The image condition is the view being denoise
 (``image_view="same"``) or the scene's other view (``"other"``). A fraction of captions get the view
 suffix (", front view", ...) of the denoised camera, named by threestudio's rule.
 
+A multi-view network (``ToyUNetConfig.views`` = G > 1, usually inflated from the shipped prior with
+``init``) trains on groups (``draw_group_batch``): each step draws ``batch`` scenes, and each is either a
+group of its G views from the dataset's groups (one caption, no view suffix, cameras always kept, one t
+for the group and independent noise per view, as MVDream trains), or, with probability ``p_single_view``, a
+single view drawn as above (a group of one), so the checkpoint keeps the single-view prior it starts from
+(MVDream keeps training on 2D images alongside its multi-view renders for the same reason).
+
 Loss (``loss_weighting``): the network's target (ε, or v for a v-prediction model) under
 - ``"uniform"``: DDPM's L_simple, ``‖ε − ε̂‖²`` at uniform t (Ho et al. 2020, Eq. 14);
 - ``"min-snr"``: min-SNR-γ weighting (Hang et al. 2023, Eq. 11), w(t) = min(SNR(t), γ) / SNR(t) for ε
@@ -32,7 +39,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -64,6 +71,8 @@ class ToyDataLike(Protocol):
     images2: Tensor  # [N, 3, S, S] uint8, view 2 of the same scene
     captions: list[str]
     cameras: Tensor  # [N, 2, 2] float: (azimuth, elevation) degrees of view 1 and view 2
+    # A multi-view network also reads ``group_images`` [N, G, 3, S, S] uint8 and ``group_cameras`` [N, G, 2]
+    # (``distill3d toy dataset --views G``); a single-view one never does.
 
 
 LOSS_WEIGHTINGS = ("uniform", "min-snr")
@@ -88,6 +97,7 @@ class TrainConfig:
     p_drop_camera: float = 0.3
     p_view_suffix: float = 0.3  # share of captions with the denoised view's ", <name> view"
     image_view: str = "same"  # "same": the image condition is the denoised view; "other": the other view
+    p_single_view: float = 0.3  # multi-view network only: share of scenes trained as one single view
     seed: int = 0
     holdout: int = 64  # the last scenes, never trained on, for the ε-MSE evaluation at each checkpoint
     eval_captions: int = 4  # held-out captions per caption kind judged at each checkpoint (0: no judging)
@@ -102,7 +112,7 @@ class TrainConfig:
             raise UserError(f"loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}, got {self.loss_weighting!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise UserError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
-        for name in ("p_drop_text", "p_drop_image", "p_drop_camera", "p_view_suffix", "lr_final"):
+        for name in ("p_drop_text", "p_drop_image", "p_drop_camera", "p_view_suffix", "p_single_view", "lr_final"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.steps < 1 or self.batch < 1 or self.warmup < 1 or not self.lr > 0 or not self.snr_gamma > 0:
@@ -127,6 +137,7 @@ class Batch:
     image_rows: Tensor  # [R]
     camera: Tensor  # [B, 2]
     camera_mask: Tensor  # [B]
+    groups: tuple[int, ...] = ()  # sizes of the consecutive groups of rows denoised jointly; (): each row alone
 
 
 def to_unit(images: Tensor) -> Tensor:
@@ -158,6 +169,38 @@ def draw_batch(data: ToyDataLike, n_train: int, cfg: TrainConfig, g: torch.Gener
     return Batch(2.0 * x - 1.0, captions, cond[rows], rows, camera, keep_camera)
 
 
+def draw_group_batch(data: ToyDataLike, n_train: int, cfg: TrainConfig, g: torch.Generator, views: int) -> Batch:
+    """``cfg.batch`` scenes for a network denoising groups of ``views`` views: those drawn single (probability
+    ``p_single_view``) as :func:`draw_batch`'s rows first, then the others as groups of their ``views`` views
+    (the dataset's groups, consecutive rows). A group has one caption (dropped with ``p_drop_text``, no view
+    suffix), its cameras always, and the image condition (each view its own, or with ``image_view="other"``
+    the group's next view) dropped with ``p_drop_image``, per group."""
+    group_images = getattr(data, "group_images", None)
+    if group_images is None or group_images.shape[1] != views:
+        raise UserError(f"a network denoising groups of {views} views trains on a dataset with groups of {views} "
+                        f"views: build one with `distill3d toy dataset ... --views {views}`")
+    single = int((torch.rand(cfg.batch, generator=g) < cfg.p_single_view).sum())
+    m = cfg.batch - single
+    idx = torch.randint(n_train, (m,), generator=g)
+    keep_text = torch.rand(m, generator=g) >= cfg.p_drop_text
+    keep_image = (torch.rand(m, generator=g) >= cfg.p_drop_image).repeat_interleave(views)
+    views_u8 = group_images[idx]  # [m, G, 3, S, S]
+    x = to_unit(views_u8).flatten(0, 1)  # [m·G, 3, S, S], group after group
+    cond = x if cfg.image_view == "same" else to_unit(views_u8.roll(-1, dims=1)).flatten(0, 1)
+    rows = keep_image.nonzero()[:, 0]
+    grouped = Batch(2.0 * x - 1.0, [data.captions[int(i)] if keep else "" for i, keep in zip(idx, keep_text)
+                                    for _ in range(views)],
+                    cond[rows], rows, data.group_cameras[idx].flatten(0, 1).float(),
+                    torch.ones(m * views, dtype=torch.bool))
+    if single == 0:
+        return replace(grouped, groups=(views,) * m)
+    one = draw_batch(data, n_train, replace(cfg, batch=single), g)
+    return Batch(torch.cat([one.x0, grouped.x0]), one.captions + grouped.captions,
+                 torch.cat([one.cond_image, grouped.cond_image]), torch.cat([one.image_rows, single + rows]),
+                 torch.cat([one.camera, grouped.camera]), torch.cat([one.camera_mask, grouped.camera_mask]),
+                 (1,) * single + (views,) * m)
+
+
 def loss_weight(snr: Tensor, cfg: TrainConfig, prediction: str) -> Tensor:
     """w(t) per row: 1 for "uniform"; min-SNR-γ (Hang et al. 2023, Eq. 11): min(SNR, γ)/SNR for an
     ε target, min(SNR, γ)/(SNR + 1) for a v target (the same weight expressed on x0 for both)."""
@@ -169,10 +212,12 @@ def loss_weight(snr: Tensor, cfg: TrainConfig, prediction: str) -> Tensor:
 def loss_on_batch(model: ToyUNet, batch: Batch, alphas_cumprod: Tensor, g: torch.Generator,
                   cfg: TrainConfig = TrainConfig()) -> Tensor:
     """E_t[w(t) ‖target − f(√ᾱ_t x0 + √(1−ᾱ_t) ε; t, c)‖²], target ε (DDPM Eq. 14) or
-    v = √ᾱ_t ε − √(1−ᾱ_t) x0 (Salimans & Ho 2022) by the model's ``prediction``."""
+    v = √ᾱ_t ε − √(1−ᾱ_t) x0 (Salimans & Ho 2022) by the model's ``prediction``. One t per group of
+    ``batch.groups`` (per row without groups), independent ε per row."""
     dev = alphas_cumprod.device
     b = batch.x0.shape[0]
-    t = torch.randint(len(alphas_cumprod), (b,), generator=g)
+    sizes = torch.tensor(batch.groups or (1,) * b)
+    t = torch.randint(len(alphas_cumprod), (len(sizes),), generator=g).repeat_interleave(sizes)
     noise = torch.randn(batch.x0.shape, generator=g)
     x0, t, noise = batch.x0.to(dev), t.to(dev), noise.to(dev)
     a = alphas_cumprod[t][:, None, None, None]
@@ -180,7 +225,7 @@ def loss_on_batch(model: ToyUNet, batch: Batch, alphas_cumprod: Tensor, g: torch
     text, mask = model.encode_text(batch.captions)
     cond = ModelConditions(text, mask, batch.camera.to(dev), batch.camera_mask.to(dev),
                            batch.cond_image.to(dev), batch.image_rows.to(dev),
-                           torch.ones(len(batch.image_rows), device=dev))
+                           torch.ones(len(batch.image_rows), device=dev), batch.groups)
     pred = model.config.prediction
     target = noise if pred == "eps" else a.sqrt() * noise - (1 - a).sqrt() * x0
     w = loss_weight(a / (1 - a), cfg, pred).reshape(b)
@@ -269,7 +314,8 @@ def train(data: ToyDataLike, model_cfg: ToyUNetConfig, cfg: TrainConfig, out: st
     and at the end (judged held-out accuracy too when ``judge`` is given). ``stop_at`` stops earlier,
     with a checkpoint, without changing the schedule (which ``cfg.steps`` sets), as an interruption would.
     ``init`` fine-tunes: a fresh run's model and EMA start from its weights (its config replaces
-    ``model_cfg``), with a fresh optimiser and schedule; a resumed run ignores it (the checkpoint holds both)."""
+    ``model_cfg``), with a fresh optimiser and schedule; a resumed run ignores it (the checkpoint holds both).
+    A network with ``views`` > 1 trains on groups (:func:`draw_group_batch`)."""
     from tqdm import tqdm
 
     out, device = Path(out), torch.device(device)
@@ -293,7 +339,9 @@ def train(data: ToyDataLike, model_cfg: ToyUNetConfig, cfg: TrainConfig, out: st
     while state.step < end:
         for group in state.optimizer.param_groups:
             group["lr"] = learning_rate(cfg, state.step)
-        batch = draw_batch(data, n_train, cfg, state.generator)
+        views = state.model.config.views
+        batch = (draw_batch(data, n_train, cfg, state.generator) if views == 1
+                 else draw_group_batch(data, n_train, cfg, state.generator, views))
         loss = loss_on_batch(state.model, batch, alphas_cumprod, state.generator, cfg)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -301,7 +349,7 @@ def train(data: ToyDataLike, model_cfg: ToyUNetConfig, cfg: TrainConfig, out: st
         state.optimizer.step()
         update_ema(state.ema, state.model, cfg.ema_decay, state.step)
         state.step += 1
-        images_seen += cfg.batch
+        images_seen += batch.x0.shape[0]
         state.minutes = minutes0 + (time.time() - start) / 60
         loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
         bar.update(1)

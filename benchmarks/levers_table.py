@@ -1,0 +1,59 @@
+"""The lever study's table: for each lever's results.csv under benchmarks/results/levers/<name>/, per kind the
+mean (95% bootstrap interval) of layout right per view, right from every side, IoU and colour bleeding, and
+the paired difference against `base` (same prompt and seed). Writes benchmarks/results/levers/levers.md.
+
+    python benchmarks/levers_table.py [--root benchmarks/results/levers]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from distill3d.bench.stats import bootstrap, paired
+
+METRICS = (("layout", "layout right (views)", True), ("consistent", "right from every side", True),
+           ("iou", "IoU", False), ("bleed", "colour bleed", True))
+
+
+def cell(iv, pct: bool) -> str:
+    if iv is None:
+        return "–"
+    f = (lambda v: f"{100 * v:.0f}%") if pct else (lambda v: f"{v:.2f}")
+    return f"{f(iv.mean)} [{f(iv.low)}, {f(iv.high)}]" if iv.n > 1 else f(iv.mean)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", type=Path, default=Path(__file__).parent / "results" / "levers")
+    a = ap.parse_args()
+    tables = {}
+    for d in sorted(p for p in a.root.iterdir() if (p / "results.csv").is_file()):
+        with (d / "results.csv").open() as f:
+            tables[d.name] = list(csv.DictReader(f))
+    names = ["base"] + [n for n in tables if n != "base"]
+    lines = ["# Lever study (issue 21): toy-claims [dev] pairs, SDS, seeds 0,1", "",
+             ("Made by `bash benchmarks/levers.sh` then `python benchmarks/levers_table.py`. Δ: paired against base "
+             "(same prompt and seed), 95% bootstrap interval."), ""]
+    for kind in ("next to", "on top of"):
+        lines += [f"## {kind}", "", "| lever | runs | " + " | ".join(t for _, t, _ in METRICS) + " | Δ layout | Δ IoU |",
+                  "|---|---|" + "---|" * (len(METRICS) + 2)]
+        for n in names:
+            if n not in tables:
+                continue
+            rows = [r for r in tables[n] if r["kind"] == kind]
+            vals = {m: [float(r[m]) for r in rows if r[m] != ""] for m, _, _ in METRICS}
+            def key(rs: list[dict], m: str, kind: str = kind) -> dict:
+                return {(r["prompt"], r["seed"]): float(r[m]) for r in rs if r["kind"] == kind and r[m] != ""}
+            deltas = ["–", "–"] if n == "base" or "base" not in tables else [
+                cell(paired(key(tables[n], m), key(tables["base"], m)), pct) for m, pct in (("layout", True), ("iou", False))]
+            lines.append(f"| {n} | {len(rows)} | " + " | ".join(cell(bootstrap(vals[m]), p) for m, _, p in METRICS)
+                         + " | " + " | ".join(deltas) + " |")
+        lines.append("")
+    (a.root / "levers.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
