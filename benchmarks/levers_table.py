@@ -36,6 +36,8 @@ def main() -> None:
     lines = ["# Lever study (issue 21): toy-claims [dev] pairs, SDS, seeds 0,1", "",
              ("Made by `bash benchmarks/levers.sh` then `python benchmarks/levers_table.py`. Δ: paired against base "
              "(same prompt and seed), 95% bootstrap interval."), ""]
+    singles = {n: tables.pop(n) for n in list(tables) if n.startswith("singles_")}
+    names = [n for n in names if n in tables]
     for kind in ("next to", "on top of"):
         lines += [f"## {kind}", "", "| lever | runs | " + " | ".join(t for _, t, _ in METRICS) + " | Δ layout | Δ IoU |",
                   "|---|---|" + "---|" * (len(METRICS) + 2)]
@@ -50,6 +52,14 @@ def main() -> None:
                 cell(paired(key(tables[n], m), key(tables["base"], m)), pct) for m, pct in (("layout", True), ("iou", False))]
             lines.append(f"| {n} | {len(rows)} | " + " | ".join(cell(bootstrap(vals[m]), p) for m, _, p in METRICS)
                          + " | " + " | ".join(deltas) + " |")
+        lines.append("")
+    if singles:  # single objects (benchmarks/results/levers/dev_singles.txt): does a lever cost them anything?
+        lines += ["## single objects (toy-claims [dev] singles)", "", "| setting | runs | judged match | IoU | colour error |",
+                  "|---|---|---|---|---|"]
+        for n, rows in singles.items():
+            lines.append(f"| {n.removeprefix('singles_')} | {len(rows)} | "
+                         + " | ".join(cell(bootstrap([float(r[m]) for r in rows]), m == "match")
+                                      for m in ("match", "iou", "color_error")) + " |")
         lines.append("")
     (a.root / "levers.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

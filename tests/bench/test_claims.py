@@ -64,7 +64,7 @@ def test_the_run_plan_is_seed_major_shares_runs_and_keeps_the_word_prior_to_two_
     seeds = [s.seed for s in specs]
     assert seeds == sorted(seeds)  # every seed-0 run first: a ledger stopped early has every claim's first seed
     assert len({(s.run_id, s.preset) for s in specs}) == len(specs)
-    sds_toy = [s for s in specs if s.method == "sds" and s.prior == "toy" and s.seed == 0]
+    sds_toy = [s for s in specs if s.method == "sds" and s.preset == "default" and s.prior == "toy" and s.seed == 0]
     assert len(sds_toy) == 40  # the baseline of many claims, made once per prompt
     words = [s for s in specs if s.prior == "toy-words"]
     assert words and all(parse_caption(s.prompt).kind in TWO_OBJECTS for s in words)

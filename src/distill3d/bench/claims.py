@@ -128,6 +128,11 @@ CLAIMS: tuple[Claim, ...] = (
           Arm("csd"), Arm("sds"), "match", "same", prompts_per_kind=6, margin=0.1),
     Claim("nfsd-quality", "NFSD beats SDS at a low CFG", "NFSD (Katzir et al. 2024)", Arm("nfsd"), Arm("sds"),
           "match", "higher", prompts_per_kind=6),
+    Claim("levers-next-to", "Evenly spread views (MVDream's 4 at 90°) and a wider initial cloud put two objects in "
+          "their places from every side (distill3d's lever study, chosen on toy-claims [dev])",
+          "issue 21 lever study (benchmarks/results/levers/levers.md)",
+          Arm("sds", "levers", (("init_radius", "0.9"), ("view_azimuths", "even"))), Arm("sds"), "layout", "higher",
+          TWO_OBJECTS),
     Claim("uds-edit-identity-dds", "UDS keeps identity when editing better than DDS", f"{_UDS}, editing table",
           Arm("uds"), Arm("dds"), "outside_mse", "lower", priors=("toy",), edit=True),
     Claim("uds-edit-identity-pds", "UDS keeps identity when editing better than PDS", f"{_UDS}, editing table",
