@@ -197,23 +197,27 @@ def _next(names: tuple[str, ...], current: str, used: set[str]) -> str:
 
 def generation_specs(claims: Iterable[Claim], seeds: list[int]):
     """Every generation run of the claims as ``grid.RunSpec``s, seed-major (all seed-0 runs first) and within
-    a seed round-robin over the (claim, prior) cells (each cell's first prompt, then each one's second...), so
-    a ledger stopped early has a first paired estimate for every claim. A run shared by claims is listed once."""
+    a seed round-robin over the (claim, prior) cells (each cell's first prompt, then each one's second...), the
+    claims of expensive methods (``prompts_per_kind`` set: SDI, VSD, ISM cost several times an SDS run) after
+    the others, so a ledger stopped early has a first paired estimate for as many claims as it could afford.
+    A run shared by claims is listed once."""
     from distill3d.bench.grid import BENCH_OVERRIDES, RunSpec
 
     cells = [(c, p, claim_prompts(c, p)) for c in claims if not c.edit for p in claim_priors(c)]
     specs, seen = [], set()
     for seed in seeds:
-        for i in range(max((len(prompts) for _, _, prompts in cells), default=0)):
-            for claim, prior, prompts in cells:
-                if i >= len(prompts):
-                    continue
-                for arm in (claim.treatment, claim.baseline):
-                    overrides = tuple(sorted({**BENCH_OVERRIDES, **dict(arm.overrides)}.items()))
-                    spec = RunSpec(prompts[i], arm.method, arm.label, prior, seed, overrides)
-                    if (spec.run_id, spec.preset) not in seen:
-                        seen.add((spec.run_id, spec.preset))
-                        specs.append(spec)
+        for cheap in (True, False):  # the expensive methods' claims (fewer prompts) after the others
+            group = [cell for cell in cells if (cell[0].prompts_per_kind is None) == cheap]
+            for i in range(max((len(prompts) for _, _, prompts in group), default=0)):
+                for claim, prior, prompts in group:
+                    if i >= len(prompts):
+                        continue
+                    for arm in (claim.treatment, claim.baseline):
+                        overrides = tuple(sorted({**BENCH_OVERRIDES, **dict(arm.overrides)}.items()))
+                        spec = RunSpec(prompts[i], arm.method, arm.label, prior, seed, overrides)
+                        if (spec.run_id, spec.preset) not in seen:
+                            seen.add((spec.run_id, spec.preset))
+                            specs.append(spec)
     return specs
 
 

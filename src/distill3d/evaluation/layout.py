@@ -143,7 +143,7 @@ def check_on_truth(specs: list[SceneSpec], azimuths: Tensor, elevations: Tensor,
     mirror = render([SceneSpec(s.objects[::-1], s.relation) for s in specs], cams, size)
 
     def soften(images: Tensor) -> Tensor:
-        x = blur(images, torch.full((images.shape[0],), blur_sigma))
+        x = blur(images, torch.full((images.shape[0],), blur_sigma)) if blur_sigma > 0 else images
         return (x + noise * torch.randn(x.shape, generator=gen)).clamp(0, 1)
 
     seen, lay_truth, lay_mirror = judge(soften(truth.image)), [], []
