@@ -39,7 +39,7 @@ def test_verdict_rule_reads_the_interval_against_the_claimed_side():
     assert verdict(SAME, Interval(0.5, 0.3, 0.7, 9)) == "contradicted"
     assert verdict(SAME, Interval(0.2, 0.1, 0.3, 9)) == "inconclusive"
     assert verdict(HIGHER, None) == "not run yet"
-    assert verdict(HIGHER, Interval(0.5, 0.5, 0.5, 1)) == "inconclusive"  # one pair decides nothing
+    assert verdict(HIGHER, Interval(0.5, 0.5, 0.5, 3)).startswith("inconclusive")  # too few pairs decide nothing
 
 
 def _row(prompt, method, seed, prior="toy", **values):

@@ -39,13 +39,16 @@ SUITE = "toy-claims"
 PRIORS: tuple[str, ...] = ("toy", "toy-words")
 TWO_OBJECTS: tuple[str, ...] = ("next to", "on top of")
 ALL_KINDS: tuple[str, ...] = ("next to", "on top of", "single", "face")
+MIN_PAIRS = 8  # fewer pairs than this decide nothing: a bootstrap over 2-7 pairs can be degenerate (zero width)
 VERDICT_RULE = (
     "Effect = mean paired difference treatment − baseline over (prompt, seed) pairs (edits: (edit, seed)) with "
     "its 95% percentile-bootstrap interval; for cost, the mean per-pair time ratio − 1. A claim that one arm is "
     "better is **supported** when the interval lies entirely on the claimed side of 0, **contradicted** when "
     "it lies entirely on the other side, **inconclusive** otherwise. A claim that two arms cost about the same is "
     "supported when the interval lies inside ±margin, contradicted when it lies entirely outside, inconclusive "
-    "otherwise. Nothing here was tuned on the [test] prompts; methods run at their registry defaults."
+    f"otherwise. With fewer than {MIN_PAIRS} pairs a claim is inconclusive whatever its interval (a bootstrap over "
+    "a few pairs can have zero width). Nothing here was tuned on the [test] prompts; methods run at their "
+    "registry defaults (the levers row: at the lever study's setting, chosen on [dev])."
 )
 
 
@@ -246,8 +249,8 @@ def _keyed(rows: list[dict], arm: Arm, prior: str, prompts: set[str], metric: st
 
 
 def verdict(claim: Claim, effect: Interval | None) -> str:
-    if effect is None or effect.n < 2:
-        return "not run yet" if effect is None else "inconclusive"
+    if effect is None or effect.n < MIN_PAIRS:
+        return "not run yet" if effect is None else f"inconclusive ({effect.n} pairs)"
     if claim.claimed == "same":
         if -claim.margin <= effect.low and effect.high <= claim.margin:
             return "supported"
