@@ -387,3 +387,20 @@ def test_a_failed_run_is_a_scored_result_not_a_crash(tmp_path, tiny_prior, monke
     row = grid.execute(spec, str(tmp_path))  # the partial directory of the first attempt is removed first
     assert "not finite" in row["note"]
     assert (row["match"], row["iou"], row["color_error"], row["objects_ok"]) == (0.0, 0.0, 1.0, 0.0)
+
+
+def test_remeasure_rejudges_saved_assets_without_optimising(tmp_path, tiny_prior, monkeypatch):
+    """A run measured by an older evaluation gets today's judgement from its saved asset; seconds are kept."""
+    specs = make_specs(["a red cube next to a blue sphere"], ["sds"], {"default": {}}, ["toy"], [0], TINY)
+    run_grid(specs, tmp_path, serial(), log=lambda s: None)
+    path = grid.result_path(tmp_path, specs[0])
+    before = json.loads(path.read_text())
+    stale = {**before, "row": {**before["row"], "layout": "", "consistent": "", "match": 0.123, "seconds": 42.0}}
+    path.write_text(json.dumps(stale))
+    calls = []
+    monkeypatch.setattr(grid, "generate", lambda *a, **k: calls.append(a))  # nothing may be optimised
+    rows = grid.remeasure(tmp_path, log=lambda s: None)
+    assert not calls and len(rows) == 1
+    assert float(rows[0]["match"]) == pytest.approx(before["row"]["match"], abs=1e-6)
+    assert rows[0]["layout"] != "" and rows[0]["consistent"] in ("0", "1", "0.0", "1.0")
+    assert float(rows[0]["seconds"]) == 42.0

@@ -223,3 +223,23 @@ def test_cli_judges_a_png_against_a_caption(tmp_path, capsys, fixed_set):
     assert main(["toy", "judge", str(path), "--caption", specs[0].caption]) == 0
     out = capsys.readouterr().out
     assert str(path) in out and f"vs '{specs[0].caption}'" in out and "all " in out
+
+
+def test_an_object_the_view_hides_need_not_be_read():
+    """From the side of "next to" one object stands behind the other: its shape and colour cannot be read
+    there, so the judge's reading of it is not held against the view; it must still be counted."""
+    from distill3d.core.cameras import Cameras
+    from distill3d.toyworld.judge import JudgeResult, hidden_objects, match
+    from distill3d.toyworld.render import render
+
+    spec = parse_caption("a red cube next to a blue sphere")
+    side, front = (render(spec, Cameras.from_angles([az], 20.0), 64).material[0] for az in (90.0, 0.0))
+    assert hidden_objects(spec, side) == {spec.objects[0]}  # at 90° the blue sphere (+y) hides the red cube
+    assert hidden_objects(spec, front) == frozenset()
+    misread = JudgeResult(True, (ObjectSpec("sphere", "blue"), ObjectSpec("cone", "green")), "next to", False,
+                          0.9, (0.9, 0.9), 0.0)
+    assert not match(misread, spec).all_ok
+    assert match(misread, spec, hidden=hidden_objects(spec, side)).all_ok
+    assert not match(misread, spec, hidden=hidden_objects(spec, front)).all_ok
+    one = JudgeResult(True, (ObjectSpec("sphere", "blue"),), None, False, 0.9, (0.9,), 0.0)
+    assert not match(one, spec, hidden=hidden_objects(spec, side)).all_ok  # still two objects and a relation

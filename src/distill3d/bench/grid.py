@@ -325,6 +325,29 @@ def read_results(out_dir: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def remeasure(out_dir: Path, log: Callable[[str], None] = print) -> list[dict]:
+    """Judge every finished toy-world run's saved asset again with today's evaluation (no optimisation), so a
+    change of the measurement reaches runs made before it: each run's ``run.json`` gets the new judgement,
+    its ``result.json`` the new row (same preset labels), then ``results.csv`` is rebuilt. Runs whose run
+    directory is gone (e.g. rows merged from another machine) keep their rows."""
+    paths = sorted((out_dir / "runs").glob(f"*/*/{RESULT_FILE}"))
+    for i, path in enumerate(paths, 1):
+        result = read_result(path)
+        spec = RunSpec.from_dict(result["spec"]) if result else None
+        run_file = path.parent / RUN_FILE
+        if spec is None or not knows_toy_world(spec.prior) or not run_file.is_file():
+            continue
+        run = json.loads(run_file.read_text())
+        run["judge"] = judge_representation(load_representation(path.parent), spec.prompt)
+        write_json_atomic(run_file, run)
+        row = measure_run(spec, run, result["row"].get("clip"))
+        row |= {k: result["row"][k] for k in ("seconds", "seconds_total", "peak_rss_mb", "worker") if k in result["row"]}
+        write_json_atomic(path, {**result, "row": row})
+        if i % 50 == 0:
+            log(f"remeasured {i} of {len(paths)} runs")
+    return merge(out_dir)
+
+
 # ---------------------------------------------------------------------------------------------- the grid
 
 Engine = Callable[[list[RunSpec], str, Callable[[RunSpec, dict], None]], None]
@@ -365,4 +388,4 @@ def run_grid(specs: list[RunSpec], out_dir: Path, engine: Engine, log: Callable[
 
 
 __all__ = ["BENCH_OVERRIDES", "COLUMNS", "RESULTS", "RunSpec", "check_specs", "downsample", "execute",
-           "make_specs", "measure_run", "merge", "parse_series", "read_results", "record", "run_grid"]
+           "make_specs", "measure_run", "merge", "parse_series", "read_results", "record", "remeasure", "run_grid"]

@@ -20,6 +20,7 @@ def _split(text: str) -> list[str]:
                                            "tune": "distill3d.cli.bench_grid:tune",
                                            "report": "distill3d.cli.bench_grid:report",
                                            "claims": "distill3d.cli.bench_grid:claims",
+                                           "remeasure": "distill3d.cli.bench_grid:remeasure",
                                            "edit": "distill3d.cli.bench:edit",
                                            "clip": "distill3d.cli.bench_eval:clip",
                                            "t3bench": "distill3d.cli.bench_eval:t3bench"})

@@ -177,3 +177,16 @@ def claims(seeds: str, only: str | None, no_run: bool, workers: int, ray_address
     engine = choose_engine(workers, ray_address, None, threads, None)
     run_claims(Path(out_dir), _seeds(seeds), engine, chosen, run=not no_run, log=lambda line: click.echo(line))
     click.echo(f"wrote {out_dir}/claims.md")
+
+
+@click.command()
+@click.argument("out_dir", type=click.Path(exists=True, file_okay=False))
+def remeasure(out_dir: str) -> None:
+    """Judge every finished run of a grid (bench run or bench claims) again with today's evaluation, without
+    optimising anything, and rebuild DIR/results.csv."""
+    from pathlib import Path
+
+    from distill3d.bench.grid import remeasure as run_remeasure
+
+    rows = run_remeasure(Path(out_dir), lambda line: click.echo(line))
+    click.echo(f"wrote {out_dir}/results.csv ({len(rows)} rows)")

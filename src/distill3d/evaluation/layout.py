@@ -32,7 +32,7 @@ from torch import Tensor
 
 from distill3d.core.cameras import Cameras
 from distill3d.toyworld.grammar import COLOR_NAMES, COLORS, SceneSpec
-from distill3d.toyworld.judge import Judge, match
+from distill3d.toyworld.judge import Judge, hidden_objects, match
 from distill3d.toyworld.judge_data import blur
 from distill3d.toyworld.render import render
 from distill3d.toyworld.sdf import EYE_COLOR
@@ -150,7 +150,7 @@ def check_on_truth(specs: list[SceneSpec], azimuths: Tensor, elevations: Tensor,
     for i, spec in enumerate(specs):
         (v,) = judge_layout(spec, soften(truth.image[i : i + 1]), truth.alpha[i : i + 1], truth.material[i : i + 1])
         (w,) = judge_layout(spec, soften(mirror.image[i : i + 1]), mirror.alpha[i : i + 1], truth.material[i : i + 1])
-        lay_truth.append((v, match(seen[i], spec).all_ok))
+        lay_truth.append((v, match(seen[i], spec, hidden=hidden_objects(spec, truth.material[i])).all_ok))
         lay_mirror.append(w)
     ordered = [w for (v, _), w in zip(lay_truth, lay_mirror) if v.order != "none"]
     n = len(specs)

@@ -27,7 +27,7 @@ from distill3d.core.cameras import Cameras
 from distill3d.evaluation.layout import judge_layout
 from distill3d.scene.render import render
 from distill3d.toyworld.grammar import parse_caption
-from distill3d.toyworld.judge import Judge, match
+from distill3d.toyworld.judge import Judge, hidden_objects, match
 from distill3d.toyworld.render import render as render_truth
 
 AZIMUTHS = (0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0)
@@ -88,9 +88,11 @@ def judge_representation(rep: nn.Module, caption: str, judge: Judge | None = Non
     fronts = truth.front_visible().tolist() if spec.has_face else [False] * len(AZIMUTHS)
     layouts = judge_layout(spec, images, alpha, truth.material) or [None] * len(AZIMUTHS)
     views = []
-    for az, img, gt, result, front, iou, col, lay in zip(AZIMUTHS, images, truth.image, judge(images), fronts,
-                                                        ious.tolist(), colors.tolist(), layouts):
-        m = match(result, spec, front_visible=bool(front) if spec.has_face else None)
+    for az, img, gt, mat, result, front, iou, col, lay in zip(AZIMUTHS, images, truth.image, truth.material,
+                                                             judge(images), fronts, ious.tolist(), colors.tolist(),
+                                                             layouts):
+        m = match(result, spec, front_visible=bool(front) if spec.has_face else None,
+                  hidden=hidden_objects(spec, mat))
         views.append(ViewJudgement(az, result.describe(), m.objects_ok, m.relation_ok,
                                    m.objects_ok and m.relation_ok, result.front_visible, bool(front),
                                    float(((img - gt) ** 2).mean()), m.count_ok, m.shapes_ok, m.colors_ok, iou, col,

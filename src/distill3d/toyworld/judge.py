@@ -113,7 +113,10 @@ class JudgeMatch:
     ``objects_ok`` also checks that each colour sits on the right shape. A face whose front the view
     does not show looks like a sphere, so "sphere" is accepted for it; pass ``front_visible`` (the truth for this
     camera: ``judge_data.front_visible(spec, render.eye_pixels[i], size)`` on a ground-truth render) to
-    demand "face" where its eyes are in view (scenes with one face). ``front_ok`` is None when ``front_visible`` was not given."""
+    demand "face" where its eyes are in view (scenes with one face). ``front_ok`` is None when ``front_visible`` was not given.
+    ``hidden``: objects the view barely shows (another stands in front of them: ``hidden_objects`` on the truth
+    rendered from the same camera); their shape and colour cannot be read, so any are accepted, as for a
+    face seen from behind. They must still be counted, and the relation read."""
 
     count_ok: bool
     shapes_ok: bool
@@ -124,25 +127,42 @@ class JudgeMatch:
     all_ok: bool
 
 
-def match(result: JudgeResult, spec: SceneSpec, front_visible: bool | None = None) -> JudgeMatch:
+def match(result: JudgeResult, spec: SceneSpec, front_visible: bool | None = None,
+          hidden: frozenset[ObjectSpec] = frozenset()) -> JudgeMatch:
     truth = canonical_objects(spec)
     count_ok = result.recognisable and result.count == len(truth)
     orders = [truth, truth[::-1]] if "next to" in (result.relation, spec.relation) else [truth]
     eyes_shown = front_visible is True and sum(o.shape == "face" for o in truth) == 1
 
     def shape_ok(seen: ObjectSpec, true: ObjectSpec) -> bool:
-        return seen.shape == true.shape or (true.shape == "face" and seen.shape == "sphere" and not eyes_shown)
+        return (seen.shape == true.shape or true in hidden
+                or (true.shape == "face" and seen.shape == "sphere" and not eyes_shown))
+
+    def color_ok(seen: ObjectSpec, true: ObjectSpec) -> bool:
+        return seen.color == true.color or true in hidden
 
     def in_some_order(ok: Callable[[ObjectSpec, ObjectSpec], bool]) -> bool:
         return count_ok and any(all(ok(a, b) for a, b in zip(result.objects, order)) for order in orders)
 
     shapes_ok = in_some_order(shape_ok)
-    colors_ok = in_some_order(lambda a, b: a.color == b.color)
-    objects_ok = in_some_order(lambda a, b: shape_ok(a, b) and a.color == b.color)
+    colors_ok = in_some_order(color_ok)
+    objects_ok = in_some_order(lambda a, b: shape_ok(a, b) and color_ok(a, b))
     relation_ok = result.recognisable and result.relation == spec.relation
     front_ok = None if front_visible is None else result.front_visible == front_visible
     all_ok = objects_ok and relation_ok and front_ok is not False
     return JudgeMatch(count_ok, shapes_ok, colors_ok, objects_ok, relation_ok, front_ok, all_ok)
+
+
+#: An object the truth shows on fewer pixels than this share of the other object's is hidden behind it.
+HIDDEN_SHARE = 0.4
+
+
+def hidden_objects(spec: SceneSpec, material: Tensor) -> frozenset[ObjectSpec]:
+    """The objects of ``spec`` that one truth view (its ``ToyRender.material`` [S, S]) barely shows."""
+    if len(spec.objects) < 2:
+        return frozenset()
+    seen = [int((material == k + 1).sum()) for k in range(len(spec.objects))]
+    return frozenset(o for o, n in zip(spec.objects, seen) if n < HIDDEN_SHARE * max(seen))
 
 
 def config_path(weights: Path) -> Path:
