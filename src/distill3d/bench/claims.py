@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from distill3d.bench.edit import bench_edit, make_pair
+from distill3d.bench.grid import BENCH_OVERRIDES, RunSpec, check_specs, read_results, run_grid
 from distill3d.bench.report import oscillation
 from distill3d.bench.stats import Interval, bootstrap
 from distill3d.bench.suite import load_suite
@@ -90,6 +92,7 @@ METRICS: dict[str, tuple[str, Callable[[dict], float | None]]] = {
     "diverged": ("diverged runs (failed, or IoU < 0.3)", lambda r: float(bool(r["note"]) or (_num(r["iou"]) or 0) < 0.3)),
     "seconds": ("seconds per run (ratio − 1)", lambda r: _num(r["seconds_total"])),
 }
+SHARES = frozenset({"match", "layout", "consistent", "diverged", "changed", "kept"})  # metrics in [0, 1], shown as %
 EDIT_METRICS = {"outside_mse": "pixel MSE outside the edited object (identity)", "changed": "edit applied (share of views)",
                 "kept": "rest kept (share of views)"}
 
@@ -204,8 +207,6 @@ def generation_specs(claims: Iterable[Claim], seeds: list[int]):
     claims of expensive methods (``prompts_per_kind`` set: SDI, VSD, ISM cost several times an SDS run) after
     the others, so a ledger stopped early has a first paired estimate for as many claims as it could afford.
     A run shared by claims is listed once."""
-    from distill3d.bench.grid import BENCH_OVERRIDES, RunSpec
-
     cells = [(c, p, claim_prompts(c, p)) for c in claims if not c.edit for p in claim_priors(c)]
     specs, seen = [], set()
     for seed in seeds:
@@ -291,7 +292,7 @@ def _mean(values: Iterable[float]) -> float | None:
 def _fmt(v: float | None, metric: str) -> str:
     if v is None:
         return "–"
-    if metric in ("match", "layout", "consistent", "diverged", "changed", "kept"):
+    if metric in SHARES:
         return f"{100 * v:.0f}%"
     return f"{v:.3g}"
 
@@ -299,7 +300,7 @@ def _fmt(v: float | None, metric: str) -> str:
 def _effect(e: Interval | None, metric: str) -> str:
     if e is None:
         return "–"
-    if metric in ("match", "layout", "consistent", "diverged", "changed", "kept"):
+    if metric in SHARES:
         return f"{100 * e.mean:+.0f} pts [{100 * e.low:+.0f}, {100 * e.high:+.0f}]"
     if metric == "seconds":
         return f"{100 * e.mean:+.0f}% [{100 * e.low:+.0f}, {100 * e.high:+.0f}]"
@@ -335,9 +336,6 @@ def write_ledger(results: list[ClaimResult], out: Path, command: str, seeds: lis
 def run_claims(out_dir: Path, seeds: list[int], engine, claims: tuple[Claim, ...] = CLAIMS, run: bool = True,
                log: Callable[[str], None] = print) -> str:
     """Run (or resume) every claim's runs, seed by seed, then write ``out_dir/claims.md``; returns its text."""
-    from distill3d.bench.edit import bench_edit, make_pair
-    from distill3d.bench.grid import check_specs, read_results, run_grid
-
     edit_claims = [c for c in claims if c.edit]
     edit_methods = list(dict.fromkeys(m for c in edit_claims for m in (c.treatment.method, c.baseline.method)))
     pairs = [make_pair(s, t) for s, t in claims_edit_pairs()]
@@ -366,8 +364,6 @@ def run_claims(out_dir: Path, seeds: list[int], engine, claims: tuple[Claim, ...
 
 def _edit_runs(edit_dir: Path) -> list[dict]:
     """Every finished edit's metrics under ``edit_dir/runs`` (one ``metrics.json`` per method, pair, seed)."""
-    from distill3d.bench.edit import make_pair
-
     runs = []
     by_slug = {make_pair(s, t).slug: (s, t) for s, t in claims_edit_pairs()}
     for path in sorted(edit_dir.glob("runs/*/*/metrics.json")):
