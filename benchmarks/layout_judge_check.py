@@ -1,4 +1,4 @@
-"""How the per-view layout verdict (evaluation.layout) and the judge together score ground-truth renders.
+"""How the per-view layout verdict (toyworld.layout) and the judge together score ground-truth renders.
 
 Two-object captions with two different colours, drawn at random (seeded), one view each at a random azimuth
 and an elevation drawn in --elevations (default [5°, 40°]; 20,20 is the evaluation's ring), at the evaluation's 64 px, lightly blurred and noised. The mirrored scene (the
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from distill3d.evaluation.layout import check_on_truth
+from distill3d.toyworld.layout import check_on_truth
 from distill3d.evaluation.toy import SIZE
 from distill3d.toyworld.grammar import COLOR_NAMES, RELATIONS, SHAPES, ObjectSpec, SceneSpec
 from distill3d.toyworld.judge import Judge

@@ -1,6 +1,6 @@
 """Does the prior know the order of two objects from every side? DDIM samples of two-object captions from
 the embedded prior at fixed cameras (azimuths 0, 90, 180, 270 at 20° elevation), each judged by
-evaluation.layout against the truth from the same camera (the sample's silhouette: pixels not near white).
+toyworld.layout against the truth from the same camera (the sample's silhouette: pixels not near white).
 If the prior shows the front's order from the back, score distillation inherits a two-object Janus.
 
     python benchmarks/prior_layout_by_azimuth.py --prior toy --n 4 --out benchmarks/results/prior_layout_toy.json
@@ -16,7 +16,7 @@ import torch
 
 from distill3d.bench.suite import load_suite
 from distill3d.core.cameras import Cameras
-from distill3d.evaluation.layout import judge_layout
+from distill3d.toyworld.layout import judge_layout
 from distill3d.pipeline.priors import PriorSpec, load_prior
 from distill3d.priors.sampling import sample
 from distill3d.toyworld.grammar import parse_caption

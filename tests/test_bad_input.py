@@ -221,3 +221,10 @@ def test_toy_weights_that_are_not_a_toy_prior_are_named_so(tmp_path, capsys):
     assert main(["generate", "a red cube", "--method", "sds", "--model", str(weights), "--out", str(tmp_path / "b")]) == 2
     assert "is not a toy prior written by" in _one_line_error(capsys)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_mvdream_prior_without_its_checkpoint_is_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["generate", "a red cube", "--prior", "mvdream", "--out", str(out)]) == 2
+    assert "--prior mvdream needs --model PATH: MVDream's sd-v2.1-base-4view.pt" in _one_line_error(capsys)
+    assert not out.exists()

@@ -38,3 +38,15 @@ def install_tiny_judge(monkeypatch) -> judge_module.Judge:
     judge = make_tiny_judge()
     monkeypatch.setattr(judge_module.Judge, "load", staticmethod(lambda path=None: judge))
     return judge
+
+
+def joint_run(entry, prior):
+    """A method guiding groups of views jointly (its ``joint_views`` > 1: mvdream-sds) runs on the tiny prior
+    inflated across such groups, with its views in groups at even azimuths; others as they are."""
+    views = getattr(entry.cls, "joint_views", 1)
+    if views == 1:
+        return prior, {}
+    from distill3d.priors.toy.model import with_views
+    from distill3d.priors.toy.prior import ToyPrior
+
+    return ToyPrior(with_views(prior.model, views)), {"views_per_step": str(views), "view_azimuths": "even"}

@@ -13,6 +13,7 @@ from distill3d.priors.base import Condition, views_of
 from .analytic_prior import COLOURS, AnalyticPrior
 from .contract import PROMPT, GuidanceContract, make_input
 from .helpers import VIEW_NAMES, abar, noised, one, replay
+from .joint_prior import JointTinyPrior
 from .tiny_prior import TinyPrior
 
 
@@ -194,3 +195,51 @@ def test_on_a_camera_prior_auto_beta_is_the_paper_schedule():
     assert views_of(prior).conditions_on_cameras
     out = ISD(reference=_reference())(prior, make_input(prior, step=25, total_steps=101), torch.Generator())
     assert out.extras.beta == pytest.approx(0.6 - 0.58 * 25 / 100) and out.num_prior_evals == 5 * 3
+
+
+class TestISDOnAMultiViewPriorContract(GuidanceContract):
+    """ISD on a multi-view prior, its steps' views in two groups of 4 at 90°: g_MV denoised group by group."""
+
+    batch = 8
+
+    def make_prior(self):
+        return JointTinyPrior()
+
+    def make_method(self):
+        return ISD(reference=_reference())
+
+
+def test_on_a_multi_view_prior_g_mv_denoises_each_group_jointly_at_one_t():
+    """Eq. 8 with MVDream's ε̂_MV: the g_MV rows of a group are denoised together, at the group's one t; written
+    out with JointTinyPrior's closed form (TinyPrior's ε̂ + 0.3·tanh(B(z̄_t − z_t,k)), z̄_t the group mean)."""
+    prior = JointTinyPrior()
+    inp = make_input(prior, batch=8, step=25, total_steps=101)  # azimuths 0, 90, ..., 630: two groups at 90°
+    ref = _reference()
+    out = ISD(reference=ref)(prior, inp, torch.Generator().manual_seed(6))
+    t_drawn, eps = replay(prior, ISDConfig().timesteps, inp, 6)
+    t = t_drawn.reshape(2, 4)[:, :1].expand(2, 4).reshape(-1)  # the first view's t for its whole group
+    assert torch.equal(out.t, t) and not torch.equal(t, t_drawn)
+    alpha, beta = 0.4 + 0.4 * 25 / 100, 0.6 - 0.58 * 25 / 100
+    z_t = torch.stack([noised(inp.latents[i].detach(), eps[i], abar(prior, int(t[i]))) for i in range(8)])
+    for i in range(8):
+        ti, a = int(t[i]), abar(prior, int(t[i]))
+        y = f"{PROMPT}, {(VIEW_NAMES + ['side'])[i % 4]} view"  # 270°: side
+        e_ip, e_y, e_0 = (TinyPrior.predict_noise(prior, z_t[i][None], torch.tensor([ti]), [c])[0]
+                          for c in (Condition(y, ref, 0.5), Condition(y), Condition("")))
+        cam = ((90.0 * i) % 360.0, 15.0)
+        mates = z_t[4 * (i // 4):4 * (i // 4) + 4]
+        joint = 0.3 * torch.tanh(torch.einsum("cd,dhw->chw", prior.couple, mates.mean(0) - z_t[i]))
+        e_mv, e_mv0 = (TinyPrior.predict_noise(prior, z_t[i][None], torch.tensor([ti]), [c])[0] + joint
+                       for c in (Condition(PROMPT, camera=cam), Condition("", camera=cam)))
+        g_isd = (1 - a) * ((e_0 + 7.5 * (e_ip - e_0)) - (e_0 + 7.5 * (e_y - e_0)))  # Eq. 7, rows alone
+        g_mv = (1 - a) * ((e_mv0 + 50.0 * (e_mv - e_mv0)) - eps[i])  # Eq. 8, jointly denoised
+        torch.testing.assert_close(out.grad[i], alpha * g_isd + beta * g_mv, rtol=1e-4, atol=1e-5)
+
+
+def test_on_a_multi_view_prior_views_not_in_groups_are_denoised_alone():
+    """Three views (no group of 4): each g_MV row is the prior's single-view prediction, as on TinyPrior."""
+    joint, single = JointTinyPrior(), TinyPrior()
+    inp = make_input(single, batch=3)
+    a = ISD(reference=_reference())(joint, inp, torch.Generator().manual_seed(2))
+    b = ISD(reference=_reference())(single, inp, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(a.grad, b.grad)

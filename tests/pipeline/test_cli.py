@@ -46,3 +46,15 @@ def test_methods_lists_every_registered_method_under_its_kind_and_every_represen
             assert f"\n{name}: {entry.description}\n    {entry.config()}\n" in text
     for name, entry in REPRESENTATIONS.items():
         assert f"representation {name}: " in out and f"{entry.config_type()}" in out
+
+
+def test_the_prior_choices_of_the_cli_are_the_registry_of_priors():
+    """The CLI lists the prior kinds by hand (importing the registry would load torch for `--help`): keep in step."""
+    from distill3d.cli.generate import PRIOR_OPTIONS
+    from distill3d.pipeline.priors import PRIOR_KINDS
+
+    @PRIOR_OPTIONS[0]
+    def command(prior_kind):  # the --prior option alone, applied to a stand-in command
+        return prior_kind
+
+    assert tuple(command.__click_params__[0].type.choices) == PRIOR_KINDS

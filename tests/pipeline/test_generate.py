@@ -12,7 +12,7 @@ from distill3d.pipeline.generate import generate
 from distill3d.pipeline.loop import build_method, optimise
 from distill3d.scene.registry import REPRESENTATIONS
 
-from .conftest import make_tiny_prior
+from .conftest import joint_run, make_tiny_prior
 
 FAST = {"steps": "2", "views_per_step": "2", "num_gaussians": "200", "checkpoint_every": "0",
         "preview_every": "0", "export_size": "16", "turntable_frames": "4", "mesh_resolution": "16"}
@@ -31,18 +31,6 @@ def toy_texts(entry) -> dict[str, str]:
     texts = set(entry.build().extra_texts())
     return {f.name: "a gray sphere" for f in fields(config) if isinstance(getattr(config, f.name), str)
             and getattr(config, f.name) in texts}
-
-
-def joint_run(entry, prior):
-    """A method guiding groups of views jointly (its ``joint_views`` > 1: mvdream-sds) runs on the tiny prior
-    inflated across such groups, with its views in groups at even azimuths; others as they are."""
-    views = getattr(entry.cls, "joint_views", 1)
-    if views == 1:
-        return prior, {}
-    from distill3d.priors.toy.model import with_views
-    from distill3d.priors.toy.prior import ToyPrior
-
-    return ToyPrior(with_views(prior.model, views)), {"views_per_step": str(views), "view_azimuths": "even"}
 
 
 @pytest.mark.parametrize("method", list(GENERATE_METHODS))

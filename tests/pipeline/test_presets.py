@@ -19,7 +19,7 @@ from distill3d.pipeline.generate import generate
 from distill3d.pipeline.presets import PRESETS, find_preset
 from distill3d.scene.registry import REPRESENTATIONS
 
-from .conftest import make_tiny_prior
+from .conftest import joint_run, make_tiny_prior
 
 FAST = {"steps": "2", "views_per_step": "2", "checkpoint_every": "0", "preview_every": "0", "export_size": "16",
         "turntable_frames": "2", "mesh_resolution": "16"}
@@ -40,6 +40,19 @@ def tiny_sd(tmp_path_factory):
     dirs = tiny_dirs(tmp_path_factory)
     return StableDiffusionPrior(StableDiffusionConfig(model=str(dirs.sd), ip_adapter=str(dirs.ip_adapter),
                                                       ip_adapter_weight=IP_WEIGHT))
+
+
+@pytest.fixture(scope="module")
+def tiny_mvdream(tmp_path_factory):
+    """A tiny random MVDream checkpoint in MVDream's own key layout (tests/priors/mvdream_tiny.py)."""
+    pytest.importorskip("diffusers", reason="the MVDream prior needs the 'sd' extra")
+    sys.path.insert(0, str(Path(__file__).parents[1] / "priors"))
+    from mvdream_tiny import IMAGE_SIZE, build_mvdream_checkpoint
+
+    from distill3d.priors.mvdream import MVDreamConfig, MVDreamPrior
+
+    path = build_mvdream_checkpoint(tmp_path_factory.mktemp("mvdream") / "tiny-4view.pt")
+    return MVDreamPrior(MVDreamConfig(model=str(path), tokenizer=str(path.parent), image_size=IMAGE_SIZE))
 
 
 def test_every_paper_preset_has_a_toy_form_and_valid_settings():
@@ -87,9 +100,12 @@ def test_set_applies_on_top_of_a_preset_and_the_method_must_match():
 
 @pytest.mark.parametrize("preset", [p.name for p in TOY])
 def test_each_toy_preset_runs_on_the_toy_prior(preset, tmp_path):
-    cfg, rest = resolve_run_config(None, {**FAST, "num_gaussians": "400"} if find_preset(preset).settings.get(
+    """(a preset of a method guiding groups of views, mvdream-release-toy, on the tiny prior inflated across them)"""
+    p = find_preset(preset)
+    prior, views = joint_run(find_method(p.method, p.kind), make_tiny_prior())
+    cfg, rest = resolve_run_config(None, {**FAST, "num_gaussians": "400", **views} if find_preset(preset).settings.get(
         "representation", "gaussians") == "gaussians" else {**FAST, "grid_resolution": "8"}, preset=preset)
-    result = generate(PROMPT, cfg, rest, tmp_path / preset, prior=make_tiny_prior(), progress=False)
+    result = generate(PROMPT, cfg, rest, tmp_path / preset, prior=prior, progress=False)
     run = json.loads((result.out_dir / "run.json").read_text())
     assert run["steps"] == 2 and run["method"] == find_preset(preset).method
     saved = json.loads((result.out_dir / "preset.json").read_text())["method_config"]
@@ -97,14 +113,18 @@ def test_each_toy_preset_runs_on_the_toy_prior(preset, tmp_path):
 
 
 @pytest.mark.parametrize("preset", [p.name for p in PAPER])
-def test_each_paper_preset_runs_on_a_tiny_stable_diffusion(preset, tmp_path, tiny_sd):
+def test_each_paper_preset_runs_on_a_tiny_stable_diffusion(preset, tmp_path, request):
+    """(a preset of a method guiding groups of views, mvdream-release, on a tiny MVDream checkpoint)"""
     from distill3d.pipeline.loop import build_method, optimise
 
     p = find_preset(preset)
+    joint = getattr(find_method(p.method, p.kind).cls, "joint_views", 1) > 1
+    prior = request.getfixturevalue("tiny_mvdream" if joint else "tiny_sd")
     extra = {"grid_resolution": "8"} if p.settings.get("representation") == "radiance" else {"num_gaussians": "100"}
-    cfg, rest = resolve_run_config(None, {**FAST, **extra}, preset=preset)
+    fast = {k: v for k, v in FAST.items() if not (joint and k == "views_per_step")}  # the preset's 4 views at 90°
+    cfg, rest = resolve_run_config(None, {**fast, **extra}, preset=preset)
     method = build_method(cfg, rest)
-    _, state = optimise("a red cube", cfg, method, tiny_sd, tmp_path / preset)
+    _, state = optimise("a red cube", cfg, method, prior, tmp_path / preset)
     assert state.step == 2 and state.prior_calls >= 2
 
 

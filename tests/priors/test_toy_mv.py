@@ -18,11 +18,14 @@ from distill3d.core.errors import UserError
 from distill3d.priors.base import Condition, ViewCapabilities, require_joint_views, view_groups, views_of
 from distill3d.priors.sampling import sample
 from distill3d.priors.toy import prior as prior_module
+from distill3d.priors.toy.evaluate import group_rates, judge_group, judged_group_accuracy
 from distill3d.priors.toy.model import with_views
+from distill3d.priors.toy.report import ReportConfig, prior_report, report_markdown
 from distill3d.priors.toy.prior import ToyPrior
 from distill3d.priors.toy.train import TrainConfig, draw_group_batch, loss_on_batch, train
 from distill3d.toyworld.dataset import DatasetConfig, build_dataset, build_shard, load_dataset
 from distill3d.toyworld.grammar import parse_caption
+from distill3d.toyworld.judge import Judge
 from distill3d.toyworld.render import render
 
 PROMPT = "a red cube"
@@ -260,3 +263,52 @@ def test_a_single_view_method_sees_the_multi_view_prior_as_the_single_view_one(v
     a = SDS()(single, inp, torch.Generator().manual_seed(1))
     b = SDS()(joint, inp, torch.Generator().manual_seed(1))
     assert torch.equal(a.grad, b.grad) and a.grad.abs().sum() > 0
+
+
+def _truth_group(caption: str, azimuths, size: int = 32) -> torch.Tensor:
+    return render(parse_caption(caption), Cameras.from_angles(list(azimuths), 20.0), size).image
+
+
+@pytest.mark.parametrize("caption", ["a blue face", "a red cube next to a green sphere",
+                                     "a yellow sphere on top of a purple cube"])
+def test_a_ground_truth_group_is_judged_right(caption):
+    az = [30.0, 120.0, 210.0, 300.0]
+    v = judge_group(Judge.load(), _truth_group(caption, az), caption, az)
+    face = "face" in caption
+    assert v.judged_ok and v.eyes_ok is (True if face else None) and v.layout_ok is (None if face else True)
+
+
+def test_a_group_that_repeats_its_front_is_judged_wrong():
+    """The multi-view failures the group check is for: a face with eyes on every side (Janus), and two objects
+    whose front layout comes back from behind (the two-object Janus)."""
+    az = [0.0, 90.0, 180.0, 270.0]
+    face = _truth_group("a blue face", [0.0] * 4)  # the front seen from every camera
+    v = judge_group(Judge.load(), face, "a blue face", az)
+    assert v.eyes_ok is False and not v.judged_ok and v.layout_ok is None
+    pair = "a red cube next to a green sphere"
+    front_twice = _truth_group(pair, [0.0, 90.0, 0.0, 270.0])  # the front's order shown again at 180°
+    v = judge_group(Judge.load(), front_twice, pair, az)
+    assert v.layout_ok is False and not v.judged_ok and v.eyes_ok is None
+    assert group_rates([v, judge_group(Judge.load(), _truth_group(pair, az), pair, az)]) == \
+        {"judged": 0.5, "eyes": None, "layout": 0.5}
+
+
+def test_judged_group_accuracy_of_a_random_multi_view_prior_is_zero():
+    acc = judged_group_accuracy(mv_prior().model, Judge.load(), per_kind=1, groups_per_caption=1, steps=2)
+    assert acc == {"mv single": 0.0, "mv on top of": 0.0, "mv next to": 0.0, "mv face": 0.0, "mv eyes": 0.0,
+                   "mv layout": 0.0}
+
+
+@pytest.mark.slow
+def test_the_report_of_a_multi_view_prior_has_a_multi_view_section():
+    cfg = ReportConfig(samples_per_kind=2, pairs_per_relation=1, steps=2, face_samples_per_azimuth=1, recon_images=2,
+                       groups_per_kind=2)
+    report, grids = prior_report(mv_prior(), Judge.load(), cfg)
+    assert report.views == 4 and set(report.multi_view) == {"single", "on top of", "next to", "face"}
+    assert all(g.judged.n == 2 and g.judged.hits == 0 for g in report.multi_view.values())  # a random network
+    assert report.multi_view["face"].eyes.n == 2 and report.multi_view["face"].layout is None
+    assert report.multi_view["next to"].layout.n == 2 and report.multi_view["single"].eyes is None
+    assert grids["mv next to"].shape == (8, 3, 16, 16)  # two groups of four views
+    assert "Groups of 4 views drawn jointly" in report_markdown(report, "distill3d toy report")
+    single, _ = prior_report(tiny_prior(), Judge.load(), cfg)
+    assert single.multi_view is None and "Groups of" not in report_markdown(single, "x")

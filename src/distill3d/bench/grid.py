@@ -15,7 +15,7 @@ faces' front-visibility error (share of views where the judge's "eyes visible" d
 Janus views and the per-view bits of both; silhouette IoU and colour error against the truth from the same
 camera, mean and per view (``evaluation.toy``); for two objects of different colours the share of views whose
 layout is right, whether it is right from every side (``consistent``), the colour bleeding and the per-view
-bits (``evaluation.layout``); CLIP similarity for priors outside the toy world; the
+bits (``toyworld.layout``); CLIP similarity for priors outside the toy world; the
 gradient norm's mean and variance over the logged steps and a short series of it (``grad_norm_series``:
 ``step:value`` pairs, at most ``SERIES_POINTS``), so every figure comes from the CSV alone; L_rec and the
 filter keep-rate when the run's history logs them; seconds, prior calls and evaluations, and the peak
@@ -189,7 +189,7 @@ def measure_run(spec: RunSpec, run: dict, clip: float | None = None) -> dict:
     if judge is None and knows_toy_world(spec.prior):  # a failed run without an asset: an empty one
         scene = parse_caption(spec.prompt)
         row |= {"kind": scene.kind, "match": 0.0, "iou": 0.0, "color_error": 1.0}
-        if len({o.color for o in scene.objects}) == 2:  # a layout that evaluation.layout would have measured
+        if len({o.color for o in scene.objects}) == 2:  # a layout that toyworld.layout would have measured
             row |= {"layout": 0.0, "consistent": 0.0}
         row |= {a: 0.0 for a in ATTRIBUTES}
     if judge:
@@ -199,7 +199,7 @@ def measure_run(spec: RunSpec, run: dict, clip: float | None = None) -> dict:
         row |= {a: _mean([float(v[a]) for v in views]) for a in ATTRIBUTES}
         row |= {f"iou_{t}": v["iou"] for t, v in zip(_VIEW_TAGS, views)}
         row |= {f"color_{t}": v["color_error"] for t, v in zip(_VIEW_TAGS, views)}
-        if judge.get("consistent") is not None:  # two objects of different colours (evaluation.layout)
+        if judge.get("consistent") is not None:  # two objects of different colours (toyworld.layout)
             row |= {"layout": judge["layout_rate"], "consistent": float(judge["consistent"]), "bleed": judge["bleed"],
                     "layout_views": "".join("1" if v["layout_ok"] else "0" for v in views)}
         if judge["kind"] == "face" or any(v["front_truth"] for v in views):

@@ -86,7 +86,7 @@ HELDOUT_MARK = "held out of the prior's training"
 def draw_claims_suite() -> str:
     """The text of ``suites/toy-claims.txt``, drawn by one documented rule (a test keeps the file current):
     every caption of the grammar whose objects are not faces and, for pairs, have two different colours
-    (so that ``evaluation.layout`` can tell the objects apart), plus the single faces; ordered by CRC-32 of
+    (so that ``toyworld.layout`` can tell the objects apart), plus the single faces; ordered by CRC-32 of
     ``caption + CLAIMS_SALT``; per kind the first ``CLAIMS_TEST[kind]`` go to [test] and the next
     ``CLAIMS_DEV[kind]`` to [dev]. Captions held out of the prior's training are marked in a comment."""
     import zlib
@@ -107,7 +107,7 @@ def draw_claims_suite() -> str:
     head = [
         "# toy-claims: the claims ledger's suite (distill3d bench claims). Drawn by bench.suite.draw_claims_suite:",
         "# every caption whose objects are not faces and, for pairs, differ in colour (so the layout check of",
-        "# evaluation.layout can tell the two apart), plus the single faces; ordered by CRC-32 of caption +",
+        "# toyworld.layout can tell the two apart), plus the single faces; ordered by CRC-32 of caption +",
         f"# '{CLAIMS_SALT}'; per kind the first go to [test] ({', '.join(f'{n} {k}' for k, n in CLAIMS_TEST.items())})",
         f"# and the next to [dev] ({', '.join(f'{n} {k}' for k, n in CLAIMS_DEV.items())}). The grammar has 8 single faces",
         "# and [test] takes all 8, so [dev] has none: nothing may be tuned for faces on this suite.",

@@ -9,10 +9,11 @@ import click
 #: The options that choose and load the prior.
 PRIOR_OPTIONS = [
     click.option("--prior", "prior_kind", default="toy", show_default=True,
-                 type=click.Choice(["toy", "toy-words", "toy-mv", "sd"]),
+                 type=click.Choice(["toy", "toy-words", "toy-mv", "sd", "mvdream"]),
                  help="'toy': the embedded prior shipped with distill3d (object tokens); 'toy-words': the first "
                       "embedded prior (word tokens); 'toy-mv': the multi-view toy prior (groups of 4 views, "
-                      "trained with `distill3d toy train --views 4`); 'sd': Stable Diffusion from local weights."),
+                      "trained with `distill3d toy train --views 4`); 'sd': Stable Diffusion from local weights; "
+                      "'mvdream': MVDream's sd-v2.1-base-4view.pt given as --model."),
     click.option("--model", default=None, help="Prior weights: a folder or a cached Hugging Face id ('sd'), "
                                                "or a toy checkpoint file ('toy')."),
     click.option("--ip-adapter", default=None, help="IP-Adapter folder or id ('sd' prior)."),

@@ -173,15 +173,18 @@ def sample(prompt: str, guidance: float, n: int, seed: int, steps: int, out: Pat
               help="Held-out captions per relation.")
 @click.option("--cfg", "guidance", type=click.FloatRange(0), default=5.0, show_default=True, help="CFG scale.")
 @click.option("--steps", type=click.IntRange(1), default=50, show_default=True, help="DDIM steps.")
+@click.option("--groups", type=click.IntRange(1), default=32, show_default=True,
+              help="A multi-view prior (toy-mv): groups of views drawn jointly and judged per caption kind.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks/results/toy_prior_report.json"),
               show_default=True, help="JSON report (a .md table and one PNG grid of samples per caption kind "
                                       "are written beside it).")
-def report(weights: Path | None, samples: int, pairs: int, guidance: float, steps: int, threads: int | None,
-           out: Path) -> None:
+def report(weights: Path | None, samples: int, pairs: int, guidance: float, steps: int, groups: int,
+           threads: int | None, out: Path) -> None:
     """Measure the toy prior on held-out captions: judged accuracy per caption kind with 95% intervals,
     judge-feature Fréchet distance to the ground truth, face view consistency, image-branch
-    reconstruction, text steering with an image, sampling speed."""
+    reconstruction, text steering with an image, sampling speed; for a multi-view prior also groups of views
+    drawn jointly, judged view by view (one row of views per group in its PNG grids)."""
     import dataclasses
     import shlex
     import sys
@@ -196,14 +199,16 @@ def report(weights: Path | None, samples: int, pairs: int, guidance: float, step
 
     if threads:
         torch.set_num_threads(threads)
-    cfg = ReportConfig(samples_per_kind=samples, pairs_per_relation=pairs, cfg=guidance, steps=steps)
+    cfg = ReportConfig(samples_per_kind=samples, pairs_per_relation=pairs, cfg=guidance, steps=steps,
+                       groups_per_kind=groups)
     result, grids = prior_report(ToyPrior.load(weights), Judge.load(), cfg,
                                  progress=lambda what: click.echo(f"  {what}"))
     command = "distill3d " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     write_json_atomic(out, {"command": command, "weights": str(weights or "shipped"),
                             "config": dataclasses.asdict(cfg), **dataclasses.asdict(result)})
     for kind, images in grids.items():
-        save_png(image_grid(to_uint8(images), ncols=16), out.with_name(f"{out.stem}_{kind.replace(' ', '_')}.png"))
+        ncols = result.views if kind.startswith("mv ") else 16  # a group of views per row
+        save_png(image_grid(to_uint8(images), ncols=ncols), out.with_name(f"{out.stem}_{kind.replace(' ', '_')}.png"))
     md = report_markdown(result, command)
     write_text_atomic(out.with_suffix(".md"), md)
     click.echo(md)

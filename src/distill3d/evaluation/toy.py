@@ -11,7 +11,7 @@ truth pixel by pixel: ``iou`` is the intersection over union of the two silhouet
 silhouettes cover (1.0 when they share none): shape and colour measured apart.
 
 The judge accepts a "next to" pair in either order (one view cannot say which side is which), so for two
-objects ``evaluation.layout`` also checks, per view and against the truth from the same camera, that each
+objects ``toyworld.layout`` also checks, per view and against the truth from the same camera, that each
 object is where the truth has it and that colours did not bleed: ``layout_ok`` per view, ``consistent`` per
 asset (right from every side).
 """
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from distill3d.core.cameras import Cameras
-from distill3d.evaluation.layout import judge_layout
+from distill3d.toyworld.layout import judge_layout
 from distill3d.scene.render import render
 from distill3d.toyworld.grammar import parse_caption
 from distill3d.toyworld.judge import Judge, hidden_objects, match
@@ -50,7 +50,7 @@ class ViewJudgement:
     colors_ok: bool
     iou: float  # silhouette IoU against the truth of the same view
     color_error: float  # mean |RGB - truth| where both silhouettes cover
-    # two objects of different colours (evaluation.layout), else None:
+    # two objects of different colours (toyworld.layout), else None:
     layout_order: str | None  # the order the truth shows: "left/right", "above/below", "front/behind", "none"
     layout_ok: bool | None  # each object where the truth has it, both present, colours not bled
     bleed: float | None  # share of an object's pixels carrying the other's colour (max of the two)

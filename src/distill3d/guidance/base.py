@@ -393,6 +393,25 @@ def noise_latents(prior: Prior, schedule: TimestepSchedule, inp: GuidanceInput,
     return Noised(z, t, eps, abar, add_noise(z, eps, abar))
 
 
+def in_even_groups(cameras: Cameras, views: int) -> bool:
+    """Do the step's cameras come in consecutive groups of ``views``, each 360°/views apart in azimuth (what
+    ``views_per_step=N, view_azimuths=even`` draws), so that a multi-view prior can denoise each group jointly?"""
+    az = cameras.azimuth.detach().double().cpu()
+    if len(az) == 0 or len(az) % views != 0:
+        return False
+    rel = az.reshape(-1, views) - az.reshape(-1, views)[:, :1]  # [groups, views]
+    off = torch.remainder(rel - 360.0 / views * torch.arange(views) + 180.0, 360.0) - 180.0
+    return bool(off.abs().max() < 1e-2)
+
+
+def share_t_in_groups(prior: Prior, n: Noised, views: int) -> Noised:
+    """The same noising with each group of ``views`` consecutive rows at its first row's t (a multi-view prior is
+    trained and sampled with one t per group, MVDream Sec. 3.3), ε unchanged; z_t recomputed."""
+    t = n.t.reshape(-1, views)[:, :1].expand(-1, views).reshape(-1)
+    abar = alpha_bar(prior, t)
+    return Noised(n.z, t, n.eps, abar, add_noise(n.z, n.eps, abar))
+
+
 @dataclass(frozen=True)
 class EditRows:
     """The four rows per view every editing method evaluates in ONE call: the edited copy's render z^tgt and

@@ -11,8 +11,12 @@ variate:
     g      = α(τ) · g_ISD + β(τ) · g_MV,   α 0.4 → 0.8,  β 0.6 → 0.02 over training   (Eq. 9)
 
 CFG 7.5 for the ISD term, 50 for the multi-view term, IP scale 0.5 (Sec. 5 implementation details).
-The paper's ε̂_MV is MVDream's; here the multi-view term uses the same prior with the view's camera in the
-Condition, so it needs a prior that conditions on cameras (``ViewCapabilities.conditions_on_cameras`` of
+The paper's ε̂_MV is MVDream's, which denoises the 4 views of a step jointly. On a multi-view prior
+(``ViewCapabilities.joint_views`` = N > 1: ``toy-mv``, or MVDream itself through ``--prior mvdream``) whose step's
+views come in groups of N at 360°/N (``views_per_step=4, view_azimuths=even``) the two g_MV rows of a group are
+one ``view_group`` each and the step's t is shared within a group (as MVDream trains and samples): then it is the
+paper's method. Otherwise each view is denoised alone with its camera in the Condition (a multi-view prior's
+rows outside a group are its single-view network), so the term needs a prior that conditions on cameras (``ViewCapabilities.conditions_on_cameras`` of
 ``distill3d.priors.base``: the toy prior does, Stable Diffusion does not). By default (``beta=auto``) the term is
 on with β 0.6 → 0.02 where the prior conditions on cameras and off where it does not, which the run states in
 one printed line when the method is set up: on such a prior it would be a view-agnostic SDS at CFG 50, the
@@ -48,9 +52,11 @@ from distill3d.guidance.base import (
     camera_tuples,
     cfg,
     finish,
+    in_even_groups,
     noise_latents,
     per_view_norm,
     predict_groups,
+    share_t_in_groups,
     view_prompts,
     weight,
 )
@@ -147,6 +153,11 @@ class ISD(GuidanceMethod):
             raise ValueError("ISD needs a reference image: pass reference= or call set_reference()")
         c = self.config
         n = noise_latents(prior, c.timesteps, inp, generator)
+        beta_schedule = self.multi_view_weight(prior)
+        joint = views_of(prior).joint_views
+        grouped = beta_schedule is not None and joint > 1 and in_even_groups(inp.cameras, joint)
+        if grouped:  # ε̂_MV denoises each group of views jointly, at one t per group
+            n = share_t_in_groups(prior, n, joint)
         b, eps = n.z.shape[0], n.eps
         texts = view_prompts(inp.prompt, inp.cameras, c.view_dependent)
         ref = self.reference.to(n.z.device)
@@ -157,10 +168,12 @@ class ISD(GuidanceMethod):
             groups["ip_null"] = [Condition("", torch.zeros_like(ref), c.image_scale)] * b  # ε̂_IP(z_t; ∅, 0)
         if c.mode == "isd":
             groups["text"] = [Condition(y) for y in texts]  # ε̂(z_t; y)
-        beta_schedule = self.multi_view_weight(prior)
         if beta_schedule is not None:
-            groups["mv"] = [Condition(inp.prompt, camera=p) for p in cams]  # ε̂_MV(z_t; y, π)
-            groups["mv_null"] = [Condition("", camera=p) for p in cams]  # ε̂_MV(z_t; ∅, π)
+            group = (lambda i, first: first + i // joint) if grouped else (lambda i, first: None)
+            groups["mv"] = [Condition(inp.prompt, camera=p, view_group=group(i, 0))  # ε̂_MV(z_t; y, π)
+                            for i, p in enumerate(cams)]
+            groups["mv_null"] = [Condition("", camera=p, view_group=group(i, b // joint))  # ε̂_MV(z_t; ∅, π)
+                                 for i, p in enumerate(cams)]
         pred = dict(zip(groups, predict_groups(prior, [(n.z_t, n.t, conds) for conds in groups.values()])))
         w = weight(c.weighting, n.abar)
         eps_ip = cfg(pred.get("ip_null", pred["null"]), pred["ip"], c.guidance_scale)  # ε̂_IP,cfg(z_t; y, x_ref)

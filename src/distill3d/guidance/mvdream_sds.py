@@ -47,6 +47,7 @@ from distill3d.guidance.base import (
     camera_tuples,
     cfg,
     finish,
+    in_even_groups,
     noise_latents,
     predict_groups,
     predict_x0,
@@ -110,14 +111,9 @@ class MVDreamSDSConfig:
 def check_groups(cameras: Cameras, views: int = VIEWS) -> None:
     """A one-line ``UserError`` unless the step's cameras come in consecutive groups of ``views``, each
     360°/views apart in azimuth (what ``views_per_step=4, view_azimuths=even`` draws)."""
-    az = cameras.azimuth.detach().double().cpu()
-    step = 360.0 / views
-    ok = len(az) % views == 0 and len(az) > 0
-    if ok:
-        rel = az.reshape(-1, views) - az.reshape(-1, views)[:, :1]  # [groups, views]
-        off = torch.remainder(rel - step * torch.arange(views) + 180.0, 360.0) - 180.0
-        ok = bool(off.abs().max() < 1e-2)
-    if not ok:
+    if not in_even_groups(cameras, views):
+        az = cameras.azimuth.detach().double().cpu()
+        step = 360.0 / views
         shown = ", ".join(f"{a:g}" for a in az.tolist()[:8]) + (", …" if len(az) > 8 else "")
         raise UserError(f"mvdream-sds guides groups of {views} views {step:g}° apart in azimuth, and this step's "
                         f"{len(az)} views are at {shown}: run it with --set views_per_step={views} --set "

@@ -20,6 +20,7 @@ from distill3d.core.errors import UserError
 from distill3d.guidance.anchords import CODE_NEGATIVE_PROMPT, AnchorDSConfig, CodeForm, FinetuneConfig
 from distill3d.guidance.base import LinearRamp, MaxRampTimesteps, MaxSwitchTimesteps
 from distill3d.guidance.isd import AutoBeta, ISDConfig
+from distill3d.guidance.mvdream_sds import MVDreamSDSConfig, RampedRangeTimesteps
 from distill3d.guidance.ism import ISMConfig
 from distill3d.guidance.perp_neg import LUCIDDREAMER_CURVES
 from distill3d.guidance.registry import MethodKind, find_method
@@ -307,8 +308,9 @@ def _isd(toy: bool) -> Preset:
         + (" at the toy world's scale" if toy else ""),
         ISDConfig(mode="isd", guidance_scale=7.5, image_scale=0.5, alpha=LinearRamp(0.4, 0.8),
                   beta=AutoBeta(), mv_guidance_scale=50.0), {"steps": _TOY_STEPS if toy else 6000}, sources,
-        (("the multi-view term g_MV uses the same prior with the view's camera in its condition (a single view "
-          "at a time), not MVDream's 4-view prior"),
+        (("g_MV is MVDream's 4-view prediction only on a multi-view prior (--prior toy-mv or --prior mvdream) with "
+          "--set views_per_step=4 --set view_azimuths=even; on a single-view prior that conditions on cameras it is "
+          "that prior's prediction, one view at a time"),
          ("on a prior without camera conditioning (Stable Diffusion) g_MV is off and the run says so: there the "
           "preset is the paper's ISD term alone"),
          ("g_MV shares t and ε with g_ISD (one batched call); the paper draws its two terms from two models and "
@@ -424,8 +426,44 @@ def _vsd(toy: bool) -> Preset:
         + (("the toy prior renders at 32 px, not 512",) if toy else ()))
 
 
+# ---------------------------------------------------------------------------------------------------- MVDream
+
+_MVD = "bytedance/MVDream-threestudio@efcd6c3 configs/mvdream-sd21.yaml"
+_MVD_STEPS = 10_000  # trainer.max_steps
+
+
+def _mvdream(toy: bool) -> Preset:
+    sources = {"steps": f"{_MVD}: trainer.max_steps 10000" + (f" (toy run: {_TOY_STEPS})" if toy else ""),
+               "views_per_step": f"{_MVD}: data.n_view 4, batch_size [8, 4] (4 from step 5000 on)",
+               "view_azimuths": f"{_MVD}: random-multiview-camera-datamodule, n_view views 360°/n_view apart",
+               "elevation_min": f"{_MVD}: data.elevation_range [0, 30]",
+               "elevation_max": f"{_MVD}: data.elevation_range [0, 30]",
+               "guidance_scale": f"{_MVD}: guidance.guidance_scale 50",
+               "timesteps": f"{_MVD}: one t per step, min/max_step_percent schedules",
+               "timesteps.t_min_end": f"{_MVD}: min_step_percent [0, 0.98, 0.02, 8000]",
+               "timesteps.t_max_end": f"{_MVD}: max_step_percent [0, 0.98, 0.50, 8000]",
+               "timesteps.ramp": f"{_MVD}: both ramps end at step 8000 of 10000",
+               "recon_loss": f"{_MVD}: guidance.recon_loss true",
+               "recon_std_rescale": f"{_MVD}: guidance.recon_std_rescale 0.5"}
+    return Preset(
+        "mvdream-release" + ("-toy" if toy else ""), "mvdream-sds",
+        "MVDream's SDS as threestudio-mvdream's release config runs it: 4 views at 90° per step, CFG 50, x0 "
+        "reconstruction with std rescale 0.5, t from 0.98 ramped to [0.02, 0.50]; needs a multi-view prior "
+        "(--prior toy-mv, or --prior mvdream --model PATH)" + (" at the toy world's scale" if toy else ""),
+        MVDreamSDSConfig(guidance_scale=50.0, timesteps=RampedRangeTimesteps(0.98, 0.02, 0.98, 0.50, 0.8),
+                         recon_loss=True, recon_std_rescale=0.5),
+        {"steps": _TOY_STEPS if toy else _MVD_STEPS, "views_per_step": 4, "view_azimuths": "even",
+         "elevation_min": 0.0, "elevation_max": 30.0}, sources,
+        ("4 views per step throughout (the config renders 8, two groups, at 64 px before step 5000)",
+         "each view's elevation drawn on its own by the run's camera sampler (the datamodule shares one per group)",
+         "the run's camera distance and field of view (the config: distance [0.8, 1.0] relative, fovy [15, 60])",
+         "the run's representation, not the config's hash-grid implicit volume and neural environment background")
+        + ((f"negative prompt '' ({_TOY_TEXT})", "the toy prior renders at 32 px, not 64-256") if toy else
+           ("negative prompt '' (the config's SD negative prompt may be set with --set negative_prompt=...)",)))
+
+
 PRESETS: tuple[Preset, ...] = tuple(p for make in (_anchords, _gaussiandreamer, _luciddreamer, _bridge, _isd, _uds,
-                                                   _sdi, _vsd)
+                                                   _sdi, _vsd, _mvdream)
                                     for p in (make(False), make(True)))
 
 

@@ -10,8 +10,10 @@ from distill3d.priors.base import Prior
 
 @dataclass(frozen=True)
 class PriorSpec:
-    kind: str = "toy"  # one of PRIOR_KINDS: "toy"/"toy-words" (embedded, shipped), "toy-mv" (trained here), "sd"
-    model: str | None = None  # toy: a checkpoint path (None: the shipped one); sd: a folder or cached id
+    kind: str = "toy"  # one of PRIOR_KINDS: "toy"/"toy-words" (embedded, shipped), "toy-mv" (trained here), "sd",
+    # "mvdream"
+    model: str | None = None  # toy: a checkpoint path (None: the shipped one); sd: a folder or cached id;
+    # mvdream: the checkpoint file (required)
     ip_adapter: str | None = None
     controlnet: str | None = None
     controlnet_kind: str = "normal"  # the ControlNet's map: "normal" (NormalBAE) or "depth" (MiDaS-like)
@@ -22,7 +24,7 @@ DEFAULT_PRIOR = PriorSpec()
 #: the multi-view prior): captions must follow the toy grammar, and runs are judged against the toy world's
 #: ground truth.
 TOY_PRIORS = ("toy", "toy-words", "toy-mv")
-PRIOR_KINDS = (*TOY_PRIORS, "sd")
+PRIOR_KINDS = (*TOY_PRIORS, "sd", "mvdream")
 
 
 def knows_toy_world(kind: str) -> bool:
@@ -46,4 +48,8 @@ def load_prior(spec: PriorSpec) -> Prior:
         return StableDiffusionPrior(StableDiffusionConfig(model=cfg.model, ip_adapter=spec.ip_adapter,
                                                           controlnet=spec.controlnet,
                                                           controlnet_kind=spec.controlnet_kind))
+    if spec.kind == "mvdream":
+        from distill3d.priors.mvdream import MVDreamConfig, MVDreamPrior
+
+        return MVDreamPrior(MVDreamConfig(model=spec.model))
     raise UserError(f"unknown prior {spec.kind!r}; choose one of {', '.join(PRIOR_KINDS)}")

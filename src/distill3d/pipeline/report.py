@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from distill3d.core.cameras import view_direction
-from distill3d.evaluation.layout import MAX_BLEED
+from distill3d.toyworld.layout import MAX_BLEED
 from distill3d.export.figures import Caption, Series, caption_tiles, plot_series
 from distill3d.export.images import image_grid, save_png
 from distill3d.scene.registry import REPRESENTATIONS
@@ -33,7 +33,7 @@ def view_captions(azimuths: list[float], elevation: float, judge: dict | None) -
             if judge["kind"] == "face" and v["front_seen"]:
                 verdict += ", eyes" + ("" if v["front_truth"] else " (Janus)")
             lines += [(verdict, GREEN if v["all_ok"] else RED)]
-            if v.get("layout_ok") is not None:  # two objects: where each is, from this side (evaluation.layout)
+            if v.get("layout_ok") is not None:  # two objects: where each is, from this side (toyworld.layout)
                 lines.append(_layout_line(v))
             lines.append((f"sees {v['seen']}", GREY))
         captions.append(Caption(lines))

@@ -254,7 +254,8 @@ class StableDiffusionPrior(nn.Module):
         if image_rows:
             self._set_image_rows(image_rows, conditions)
         try:
-            out = self.unet(z, t, encoder_hidden_states=text, **residuals).sample
+            out = self.unet(z, t, encoder_hidden_states=text, **residuals,
+                            **self._unet_inputs(conditions)).sample
         finally:
             self._ip_rows.rows = self._ip_rows.tokens = self._ip_rows.scale = None
         return self._to_epsilon(out.float(), z_t.to(self._device).float(), t)
@@ -313,6 +314,11 @@ class StableDiffusionPrior(nn.Module):
         else:
             feats = self.image_encoder(pixels).image_embeds  # [K, 1024]
         return self.image_proj(feats)
+
+    def _unet_inputs(self, conditions: Sequence[Condition]) -> dict:
+        """Further UNet inputs for a batch: none here; a subclass whose UNet takes more (the MVDream prior: its
+        cameras and groups of views, ``distill3d.priors.mvdream``) returns them."""
+        return {}
 
     def _set_image_rows(self, rows: list[int], conditions: Sequence[Condition]) -> None:
         self._ip_rows.tokens = self.image_tokens([conditions[i].image for i in rows])

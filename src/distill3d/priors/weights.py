@@ -34,6 +34,11 @@ IP_ADAPTER_WEIGHTS = WeightsSpec("IP-Adapter", "--ip-adapter",
                                  "a folder with <subfolder>/<weight file> and <subfolder>/image_encoder/")
 CONTROLNET_WEIGHTS = WeightsSpec("ControlNet", "--controlnet",
                                  "a diffusers ControlNet folder with config.json and its weights")
+#: MVDream's checkpoint holds its OpenCLIP text encoder but not the BPE tokenizer; Stable Diffusion 2.1-base ships
+#: the same one (pad token "!" = id 0, as OpenCLIP pads).
+MVDREAM_TOKENIZER = WeightsSpec("Tokenizer for MVDream (Stable Diffusion 2.1-base's OpenCLIP tokenizer)",
+                                "MVDreamConfig(tokenizer=...)",
+                                "a folder with tokenizer/vocab.json and tokenizer/merges.txt")
 
 
 def _looks_local(source: str) -> bool:

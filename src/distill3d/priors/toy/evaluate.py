@@ -134,6 +134,103 @@ def judged_accuracy(model: ToyUNet, judge, per_kind: int, samples_per_caption: i
             for k, rows in result.items()}
 
 
+#: Elevation of the judged groups (the evaluation's ring); the first azimuth is drawn per group.
+GROUP_ELEVATION = 20.0
+
+
+@dataclass(frozen=True)
+class GroupVerdict:
+    """One group of views of one scene, judged view by view against the truth from the same cameras.
+    ``eyes_ok`` (faces): the judge sees the eyes in exactly the views where the truth shows them;
+    ``layout_ok`` (two objects of different colours, ``toyworld.layout``): each view's order right, both
+    colours present, none bled; ``judged_ok``: every view's objects and relation match the caption (hidden
+    objects excused as in the evaluation), and the two checks above where they apply."""
+
+    caption: str
+    kind: str
+    azimuths: tuple[float, ...]
+    eyes_ok: bool | None
+    layout_ok: bool | None
+    judged_ok: bool
+
+
+def judge_group(judge, images: Tensor, caption: str, azimuths: Sequence[float],
+                elevation: float = GROUP_ELEVATION) -> GroupVerdict:
+    """Judge one group ``images`` [V, 3, S, S] in [0, 1] of ``caption`` seen from ``azimuths`` at ``elevation``.
+    A sample has no alpha: its silhouette is the pixels not near white (the toy world's background)."""
+    from distill3d.core.cameras import Cameras
+    from distill3d.toyworld.layout import judge_layout
+    from distill3d.toyworld.judge import hidden_objects
+    from distill3d.toyworld.render import render
+
+    spec = parse_caption(caption)
+    images = images.detach().cpu().clamp(0, 1)
+    truth = render(spec, Cameras.from_angles(list(azimuths), elevation), images.shape[-1])
+    fronts = truth.front_visible().tolist()
+    results = judge(images)
+    views_ok, eyes = [], []
+    for result, front, mat in zip(results, fronts, truth.material):
+        m = match(result, spec, front_visible=bool(front) if spec.has_face else None, hidden=hidden_objects(spec, mat))
+        views_ok.append(m.all_ok)
+        eyes.append(result.front_visible == bool(front))
+    alpha = ((1.0 - images).abs().amax(1, keepdim=True) > 0.12).float()
+    layouts = judge_layout(spec, images, alpha, truth.material)
+    eyes_ok = all(eyes) if spec.has_face else None
+    layout_ok = all(v.layout_ok for v in layouts) if layouts is not None else None
+    return GroupVerdict(caption, spec.kind, tuple(float(a) for a in azimuths), eyes_ok, layout_ok,
+                        all(views_ok) and eyes_ok is not False and layout_ok is not False)
+
+
+@torch.no_grad()
+def judged_groups(prior, judge, captions: dict[str, list[str]], groups: int, cfg: float = 5.0, steps: int = 25,
+                  seed: int = 0) -> dict[str, list[tuple[GroupVerdict, Tensor]]]:
+    """``groups`` jointly drawn groups per kind (a multi-view prior: ``joint_views`` = V views 360°/V apart, the
+    first azimuth drawn per group from the seed and caption, elevation ``GROUP_ELEVATION``), spread evenly over
+    that kind's captions, each judged by :func:`judge_group`: kind -> [(verdict, images [V, 3, S, S])]."""
+    views = prior.view_capabilities.joint_views
+    out: dict[str, list[tuple[GroupVerdict, Tensor]]] = {}
+    for kind, caps in captions.items():
+        out[kind] = []
+        for i, caption in enumerate(caps):
+            n = groups // len(caps) + (1 if i < groups % len(caps) else 0)
+            for j in range(n):
+                s = seed + zlib.crc32(f"{caption}/{j}".encode())
+                az0 = float(torch.rand((), generator=torch.Generator().manual_seed(s)) * 360.0)
+                imgs = sample(prior, caption, n=1, cfg=cfg, steps=steps, seed=s, camera=(az0, GROUP_ELEVATION),
+                              views=views).cpu()
+                azimuths = [(az0 + 360.0 / views * k) % 360.0 for k in range(views)]
+                out[kind].append((judge_group(judge, imgs, caption, azimuths), imgs))
+    return out
+
+
+def group_rates(verdicts: Sequence[GroupVerdict]) -> dict[str, float | None]:
+    """Shares of groups judged right ("judged"), with their eyes right (faces) and their layout right (pairs)."""
+    def share(values: list[bool | None]) -> float | None:
+        vals = [v for v in values if v is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    return {"judged": share([v.judged_ok for v in verdicts]), "eyes": share([v.eyes_ok for v in verdicts]),
+            "layout": share([v.layout_ok for v in verdicts])}
+
+
+def judged_group_accuracy(model: ToyUNet, judge, per_kind: int, groups_per_caption: int, cfg: float = 5.0,
+                          steps: int = 25) -> dict[str, float]:
+    """Training's multi-view progress figures on held-out captions: per kind the share of groups judged right
+    ("mv <kind>"), and of face groups with their eyes where the truth has them ("mv eyes"), of two-object groups
+    with their layout right in every view ("mv layout")."""
+    from distill3d.priors.toy.prior import ToyPrior
+
+    was_training = model.training
+    result = judged_groups(ToyPrior(model), judge, heldout_captions(per_kind), per_kind * groups_per_caption, cfg,
+                           steps)
+    model.train(was_training)
+    acc = {f"mv {k}": group_rates([v for v, _ in rows])["judged"] for k, rows in result.items()}
+    every = [v for rows in result.values() for v, _ in rows]
+    rates = group_rates(every)
+    acc |= {"mv eyes": rates["eyes"], "mv layout": rates["layout"]}
+    return {k: v for k, v in acc.items() if v is not None}
+
+
 def wilson_interval(hits: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     """95% Wilson score interval of a binomial proportion (Wilson 1927), (0, 1) when n = 0."""
     if n == 0:

@@ -16,6 +16,11 @@
    of y and another caption y' (1: the text moves the prediction as much with the image as without;
    0: text + image rows ignore the text).
 6. Sampling speed (DDIM images per second at the report's batch).
+7. A multi-view prior (``joint_views`` = V > 1, ``toy-mv``) also gets groups of V views drawn jointly (360°/V
+   apart, the first azimuth drawn per group, elevation 20°) on the same held-out captions, each view judged
+   against the truth from its camera (``evaluate.judge_group``): per kind the share of groups right in every
+   view, of face groups whose eyes are seen exactly where the truth shows them, and of two-object groups whose
+   layout (each object where the truth has it, colours not bled) is right in every view; Wilson intervals.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from torch import Tensor
 from distill3d.core.cameras import Cameras
 from distill3d.priors.base import Condition, Prior
 from distill3d.priors.sampling import sample
-from distill3d.priors.toy.evaluate import KINDS, heldout_captions, judged_samples, wilson_interval
+from distill3d.priors.base import views_of
+from distill3d.priors.toy.evaluate import KINDS, heldout_captions, judged_groups, judged_samples, wilson_interval
 from distill3d.toyworld.dataset import DatasetConfig, sample_views
 from distill3d.toyworld.grammar import all_specs, is_heldout, parse_caption
 from distill3d.toyworld.judge import Judge
@@ -50,6 +56,7 @@ class ReportConfig:
     face_samples_per_azimuth: int = 8
     face_elevation: float = 15.0
     recon_images: int = 64
+    groups_per_kind: int = 32  # multi-view prior only: jointly drawn groups of views per caption kind
     seed: int = 0
 
 
@@ -63,6 +70,19 @@ class KindResult:
     @property
     def rate(self) -> float:
         return self.hits / max(1, self.n)
+
+
+def _kind_result(captions: list[str], oks: list[bool]) -> KindResult:
+    return KindResult(captions, sum(oks), len(oks), wilson_interval(sum(oks), len(oks)))
+
+
+@dataclass(frozen=True)
+class GroupKindResult:
+    """Jointly drawn groups of one caption kind: right in every view; eyes (faces) and layout (pairs) apart."""
+
+    judged: KindResult
+    eyes: KindResult | None  # face groups: the eyes seen in exactly the views where the truth shows them
+    layout: KindResult | None  # two objects of different colours: layout right in every view
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,8 @@ class PriorReport:
     recon_mse_uncond: dict[str, float]  # t -> the same without the image
     text_steer: float  # ‖ε̂(y',I) − ε̂(y,I)‖ / ‖ε̂(y') − ε̂(y)‖ at t = 500
     images_per_second: float  # DDIM sampling speed at the report's batch
+    views: int = 1  # views the prior denoises jointly
+    multi_view: dict[str, GroupKindResult] | None = None  # kind -> jointly drawn groups (views > 1 only)
 
     @property
     def accuracy(self) -> dict[str, float]:
@@ -148,9 +170,24 @@ def prior_report(prior: Prior, judge: Judge, cfg: ReportConfig = ReportConfig(),
         tick(f"{cfg.face_caption} @ {az:g}")
 
     rec_img, rec_none, steer = _reconstruction(prior, cfg)
+    views = views_of(prior).joint_views
+    multi_view = None
+    if views > 1:
+        multi_view = {}
+        for kind, rows in judged_groups(prior, judge, caps, cfg.groups_per_kind, cfg.cfg, cfg.steps,
+                                        cfg.seed).items():
+            verdicts = [v for v, _ in rows]
+            caption_list = sorted({v.caption for v in verdicts})
+            part = lambda field: ([getattr(v, field) for v in verdicts if getattr(v, field) is not None])
+            multi_view[kind] = GroupKindResult(
+                _kind_result(caption_list, [v.judged_ok for v in verdicts]),
+                _kind_result(caption_list, part("eyes_ok")) if part("eyes_ok") else None,
+                _kind_result(caption_list, part("layout_ok")) if part("layout_ok") else None)
+            grids[f"mv {kind}"] = torch.cat([imgs for _, imgs in rows])
+            tick(f"groups of {views} views, {kind}: {multi_view[kind].judged.hits}/{multi_view[kind].judged.n}")
     report = PriorReport(kinds, per_caption, fd, floor, sum(consistent) / len(consistent), len(consistent),
                          seen_by_az, {f"{a:g}": bool(f) for a, f in zip(FACE_AZIMUTHS, truth_front)}, rec_img,
-                         rec_none, steer, n_samples / seconds)
+                         rec_none, steer, n_samples / seconds, views, multi_view)
     return report, grids
 
 
@@ -209,7 +246,14 @@ def report_markdown(r: PriorReport, command: str) -> str:
     lines += [f"| {t} | {r.recon_mse_image[t]:.4f} | {r.recon_mse_uncond[t]:.4f} |" for t in r.recon_mse_image]
     lines += ["", f"Text steering with the image at t = 500 (‖ε̂(y',I) − ε̂(y,I)‖ / ‖ε̂(y') − ε̂(y)‖): {r.text_steer:.2f}",
               "", f"Sampling: {r.images_per_second:.1f} images/s (DDIM with CFG, batch per caption)"]
+    if r.multi_view:
+        cell = lambda k: "–" if k is None else f"{k.rate:.0%} [{k.ci95[0]:.0%}, {k.ci95[1]:.0%}] of {k.n}"
+        lines += ["", f"Groups of {r.views} views drawn jointly, 360°/{r.views} apart (each view judged against the truth "
+                  "from its camera; 95% intervals):", "",
+                  "| caption kind | right in every view | eyes where the truth has them | layout right in every view |",
+                  "|---|---|---|---|"]
+        lines += [f"| {k} | {cell(g.judged)} | {cell(g.eyes)} | {cell(g.layout)} |" for k, g in r.multi_view.items()]
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["KindResult", "PriorReport", "ReportConfig", "frechet_distance", "prior_report", "report_markdown"]
+__all__ = ["GroupKindResult", "KindResult", "PriorReport", "ReportConfig", "frechet_distance", "prior_report", "report_markdown"]

@@ -25,7 +25,8 @@ gradient clipping, an EMA of the weights. Everything random comes from one ``tor
 state is checkpointed, so ``resume`` continues bit-identically (same thread count).
 
 At each checkpoint the EMA model is measured on held-out scenes (ε-MSE, L_rec) and, when a judge is
-given, by judged DDIM samples of held-out captions (``judged_accuracy``); the figures go to the progress
+given, by judged DDIM samples of held-out captions (``judged_accuracy``; a multi-view network also by groups of
+views drawn jointly and judged view by view against the truth, ``judged_group_accuracy``); the figures go to the progress
 bar and one JSON line per evaluation to ``out/log.jsonl`` (step, wall minutes, loss, accuracies).
 
 Checkpoint (``out/checkpoint.safetensors`` + ``out/checkpoint.json``): model, EMA and AdamW tensors and
@@ -50,7 +51,7 @@ from distill3d.core.cameras import view_direction
 from distill3d.core.errors import UserError
 from distill3d.core.io import atomic_path, write_json_atomic
 from distill3d.priors.base import alphas_cumprod_cosine
-from distill3d.priors.toy.evaluate import EvalResult, evaluate, judged_accuracy
+from distill3d.priors.toy.evaluate import EvalResult, evaluate, judged_accuracy, judged_group_accuracy
 from distill3d.priors.toy.model import ModelConditions, ToyUNet, ToyUNetConfig
 from distill3d.priors.toy.prior import save_model
 
@@ -366,6 +367,8 @@ def train(data: ToyDataLike, model_cfg: ToyUNetConfig, cfg: TrainConfig, out: st
                 log(f"step {state.step}: {result}")
             if judge is not None and cfg.eval_captions > 0:
                 acc = judged_accuracy(state.ema, judge, cfg.eval_captions, cfg.eval_samples)
+                if state.ema.config.views > 1:  # and groups of views drawn jointly, judged view by view
+                    acc |= judged_group_accuracy(state.ema, judge, cfg.eval_captions, max(1, cfg.eval_samples // 2))
                 record |= {"judged": acc}
                 postfix |= {k.replace(" ", "_"): f"{v:.0%}" for k, v in acc.items()}
                 log(f"step {state.step} ({state.minutes:.1f} min): judged held-out "

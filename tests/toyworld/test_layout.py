@@ -1,10 +1,10 @@
-"""The per-view layout verdict (evaluation.layout): where each of two objects is, from every side."""
+"""The per-view layout verdict (toyworld.layout): where each of two objects is, from every side."""
 
 import pytest
 import torch
 
 from distill3d.core.cameras import Cameras
-from distill3d.evaluation.layout import MAX_BLEED, check_on_truth, judge_layout, palette_labels
+from distill3d.toyworld.layout import MAX_BLEED, check_on_truth, judge_layout, palette_labels
 from distill3d.evaluation.toy import AZIMUTHS, ELEVATION, SIZE
 from distill3d.toyworld.grammar import COLOR_NAMES, COLORS, ObjectSpec, SceneSpec, parse_caption
 from distill3d.toyworld.judge import Judge
