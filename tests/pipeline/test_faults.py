@@ -235,3 +235,17 @@ def test_resume_without_a_checkpoint_says_so_in_one_line_and_creates_nothing(tmp
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: nothing to resume") and "without --resume" in err
     assert not out.exists()
+
+
+def test_a_run_started_before_a_setting_existed_resumes_with_it_unset(tmp_path):
+    """preset.json of a run made before ``prior.mv_prior`` existed: resuming with the setting left unset continues,
+    setting it is a difference."""
+    import json
+
+    from distill3d.pipeline.generate import check_resume_matches
+
+    old = {"prompt": "a red cube", "prior": {"kind": "toy", "model": None}, "run": {"steps": 3}}
+    (tmp_path / "preset.json").write_text(json.dumps(old))
+    check_resume_matches(tmp_path, {**old, "prior": {"kind": "toy", "model": None, "mv_prior": None}})
+    with pytest.raises(UserError, match="its prior mv_prior is '\\(not recorded\\)' but this command gives 'x.pt'"):
+        check_resume_matches(tmp_path, {**old, "prior": {"kind": "toy", "model": None, "mv_prior": "x.pt"}})

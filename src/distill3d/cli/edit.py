@@ -21,8 +21,8 @@ from distill3d.cli.generate import PRIOR_OPTIONS, RUN_OPTIONS, run_overrides, wi
                    "(10 unless --set), then keep serving the result until Ctrl+C. Needs the extra 'view'.")
 def edit(source: str, source_prompt: str, prompt: str, method: str, out_dir: str, prior_kind: str,
          model: str | None, ip_adapter: str | None, controlnet: str | None, controlnet_kind: str,
-         steps: int | None, seed: int | None, overrides: tuple[str, ...], resume: bool, quiet: bool,
-         live: bool) -> None:
+         mv_prior: str | None, steps: int | None, seed: int | None, overrides: tuple[str, ...], resume: bool,
+         quiet: bool, live: bool) -> None:
     """Edit SOURCE (a distill3d run directory, a standard 3DGS .ply in the graphdeco or gsplat layout, or a
     radiance field) from the text --from toward the text --to. The source is never written; OUT gets the
     edited asset and its exports, before_after.png and a side-by-side turntable.
@@ -43,8 +43,8 @@ def edit(source: str, source_prompt: str, prompt: str, method: str, out_dir: str
     cfg, method_overrides = resolve_edit_config(method, raw, source)
     with live_view_of(live, cfg.steps) as live_view:
         result = run(source, source_prompt, prompt, cfg, method_overrides, out_dir,
-                     PriorSpec(prior_kind, model, ip_adapter, controlnet, controlnet_kind), resume=resume,
-                     progress=not quiet, on_preview=live_view)
+                     PriorSpec(prior_kind, model, ip_adapter, controlnet, controlnet_kind, mv_prior),
+                     resume=resume, progress=not quiet, on_preview=live_view)
         line = f"wrote {result.out_dir} in {result.seconds:.1f} s"
         if result.judge is not None:
             line += f"; judge: {result.judge['match_rate']:.0%} of views match {prompt!r}"

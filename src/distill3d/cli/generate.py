@@ -22,6 +22,9 @@ PRIOR_OPTIONS = [
     click.option("--controlnet-kind", default="normal", show_default=True, type=click.Choice(["normal", "depth"]),
                  help="The ControlNet's map: 'normal' (e.g. control_v11p_sd15_normalbae) or 'depth' "
                       "(e.g. control_v11f1p_sd15_depth)."),
+    click.option("--mv-prior", default=None, metavar="PATH",
+                 help="MVDream's sd-v2.1-base-4view.pt ('sd' prior): rows with a camera (ISD's g_MV) go to "
+                      "MVDream, run at the 'sd' prior's image size; all other rows to Stable Diffusion."),
 ]
 
 #: The options of a run's length, seed, presets, resume and progress.
@@ -70,8 +73,8 @@ def run_overrides(overrides: tuple[str, ...], steps: int | None, seed: int | Non
               help="Watch the asset in a web viewer (localhost) as it changes, every preview_every steps (10 "
                    "unless --set), then keep serving the result until Ctrl+C. Needs the extra 'view'.")
 def generate(prompt: str, method: str | None, preset: str | None, out_dir: str, prior_kind: str, model: str | None, ip_adapter: str | None,
-             controlnet: str | None, controlnet_kind: str, steps: int | None, seed: int | None,
-             overrides: tuple[str, ...], resume: bool, quiet: bool, live: bool) -> None:
+             controlnet: str | None, controlnet_kind: str, mv_prior: str | None, steps: int | None,
+             seed: int | None, overrides: tuple[str, ...], resume: bool, quiet: bool, live: bool) -> None:
     """Generate a 3D asset for PROMPT by score distillation.
 
     With the embedded prior PROMPT is a toy-world caption, e.g. "a blue cone on top of a yellow cube".
@@ -89,8 +92,8 @@ def generate(prompt: str, method: str | None, preset: str | None, out_dir: str, 
     cfg, method_overrides = resolve_run_config(method if method or preset else "anchords", raw, preset=preset)
     with live_view_of(live, cfg.steps) as live_view:
         result = run(prompt, cfg, method_overrides, out_dir,
-                     PriorSpec(prior_kind, model, ip_adapter, controlnet, controlnet_kind), resume=resume,
-                     progress=not quiet, on_preview=live_view)
+                     PriorSpec(prior_kind, model, ip_adapter, controlnet, controlnet_kind, mv_prior),
+                     resume=resume, progress=not quiet, on_preview=live_view)
         print_summary(result.out_dir)
         serve_result(live_view, result.out_dir)
 

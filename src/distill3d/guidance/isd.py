@@ -129,7 +129,8 @@ class ISD(GuidanceMethod):
         """The one line a run prints when the multi-view term is off because the prior ignores cameras."""
         if self.config.beta is not None and self.multi_view_weight(prior) is None:
             print(f"note: ISD's multi-view term g_MV (Eq. 8-9) is off: the prior {type(prior).__name__} does not "
-                  "condition on cameras (the paper uses MVDream), so the gradient is α·g_ISD alone", flush=True)
+                  "condition on cameras (the paper uses MVDream: on Stable Diffusion add --mv-prior PATH), so the gradient "
+                  "is α·g_ISD alone", flush=True)
 
     def setup(self, prior: Prior, prompt: str, seed: int) -> None:
         """Check β against the prior (a note when the multi-view term is off), then x_ref sampled from the same

@@ -90,7 +90,8 @@ def _label(key: str) -> str:
 def check_resume_matches(out_dir: Path, preset: dict) -> None:
     """``--resume`` continues a run only with the settings it started with (its ``preset.json``): a
     ``UserError`` naming the first difference, checked in the order prompt, method, prior, representation,
-    then every other preset value."""
+    then every other preset value. A setting the saved file lacks (added to distill3d after the run started) is
+    the same when this command leaves it at None, what such an optional setting means when absent."""
     try:
         saved = _flat(json.loads((out_dir / PRESET_FILE).read_text()))
     except (OSError, ValueError):
@@ -104,7 +105,7 @@ def check_resume_matches(out_dir: Path, preset: dict) -> None:
 
     for key in sorted(dict.fromkeys([*saved, *new]), key=rank):  # stable: preset order within a rank
         old, given = (tree.get(key, "(not recorded)") for tree in (saved, new))
-        if old != given:
+        if old != given and not (key not in saved and given is None):
             old, given = (shorten(repr(v), 60) for v in (old, given))
             raise UserError(f"cannot --resume {out_dir}: its {_label(key)} is {old} but this command gives "
                             f"{given}; resume with the run's own settings (its {PRESET_FILE}) or choose another "

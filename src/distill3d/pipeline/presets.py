@@ -308,9 +308,10 @@ def _isd(toy: bool) -> Preset:
         + (" at the toy world's scale" if toy else ""),
         ISDConfig(mode="isd", guidance_scale=7.5, image_scale=0.5, alpha=LinearRamp(0.4, 0.8),
                   beta=AutoBeta(), mv_guidance_scale=50.0), {"steps": _TOY_STEPS if toy else 6000}, sources,
-        (("g_MV is MVDream's 4-view prediction only on a multi-view prior (--prior toy-mv or --prior mvdream) with "
-          "--set views_per_step=4 --set view_azimuths=even; on a single-view prior that conditions on cameras it is "
-          "that prior's prediction, one view at a time"),
+        (("g_MV is MVDream's 4-view prediction only on a multi-view prior (--prior toy-mv or --prior mvdream, or "
+          "--prior sd with --mv-prior PATH, MVDream's checkpoint: the paper's g_ISD from Stable Diffusion and g_MV "
+          "from MVDream) with --set views_per_step=4 --set view_azimuths=even; on a single-view prior that "
+          "conditions on cameras it is that prior's prediction, one view at a time"),
          ("on a prior without camera conditioning (Stable Diffusion) g_MV is off and the run says so: there the "
           "preset is the paper's ISD term alone"),
          ("g_MV shares t and ε with g_ISD (one batched call); the paper draws its two terms from two models and "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from distill3d.core.errors import UserError
 from distill3d.priors.base import Prior
@@ -17,6 +18,7 @@ class PriorSpec:
     ip_adapter: str | None = None
     controlnet: str | None = None
     controlnet_kind: str = "normal"  # the ControlNet's map: "normal" (NormalBAE) or "depth" (MiDaS-like)
+    mv_prior: str | None = None  # sd: an MVDream checkpoint file for the rows with a camera (priors/paired.py)
 
 
 DEFAULT_PRIOR = PriorSpec()
@@ -33,6 +35,10 @@ def knows_toy_world(kind: str) -> bool:
 
 
 def load_prior(spec: PriorSpec) -> Prior:
+    if spec.mv_prior is not None and spec.kind != "sd":
+        raise UserError(f"--mv-prior pairs Stable Diffusion with MVDream and needs --prior sd, got --prior "
+                        f"{spec.kind}" + (" (the toy world's multi-view prior is --prior toy-mv)"
+                                          if knows_toy_world(spec.kind) else ""))
     if knows_toy_world(spec.kind):
         from distill3d.priors.toy.prior import ToyPrior
 
@@ -44,10 +50,22 @@ def load_prior(spec: PriorSpec) -> Prior:
         if spec.controlnet_kind not in CONTROL_KINDS:
             raise UserError(f"unknown ControlNet kind {spec.controlnet_kind!r}; "
                             f"choose {' or '.join(CONTROL_KINDS)}")
+        if spec.mv_prior is not None and not Path(spec.mv_prior).expanduser().is_file():
+            from distill3d.priors.mvdream import RELEASE
+
+            raise UserError(f"--mv-prior needs a file, {RELEASE}; got '{spec.mv_prior}', which is not a file",
+                            exit_code=1)
         cfg = StableDiffusionConfig() if spec.model is None else StableDiffusionConfig(model=spec.model)
-        return StableDiffusionPrior(StableDiffusionConfig(model=cfg.model, ip_adapter=spec.ip_adapter,
+        base = StableDiffusionPrior(StableDiffusionConfig(model=cfg.model, ip_adapter=spec.ip_adapter,
                                                           controlnet=spec.controlnet,
                                                           controlnet_kind=spec.controlnet_kind))
+        if spec.mv_prior is None:
+            return base
+        from distill3d.priors.mvdream import MVDreamConfig, MVDreamPrior
+        from distill3d.priors.paired import PairedPrior
+
+        # MVDream at the base's resolution, so that both see the same latents (SD 2.1-base: 512², not MVDream's 256²)
+        return PairedPrior(base, MVDreamPrior(MVDreamConfig(model=spec.mv_prior, image_size=base.image_size)))
     if spec.kind == "mvdream":
         from distill3d.priors.mvdream import MVDreamConfig, MVDreamPrior
 
