@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from distill3d.toyworld.layout import check_on_truth
 from distill3d.evaluation.toy import SIZE
 from distill3d.toyworld.grammar import COLOR_NAMES, RELATIONS, SHAPES, ObjectSpec, SceneSpec
 from distill3d.toyworld.judge import Judge
+from distill3d.toyworld.layout import check_on_truth
 
 
 def main() -> None:

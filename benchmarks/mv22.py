@@ -40,6 +40,10 @@ def _values(rows: list[dict], method: str, prior: str, kind: str, metric: str) -
     return out
 
 
+def _fmt(interval, pct: bool) -> str:
+    return "–" if interval is None else interval.format(pct)
+
+
 def main() -> None:
     rows = [r for sub in ("toy", "toy-mv") if (HERE / sub / "results.csv").is_file()
             for r in read_results(HERE / sub)]
@@ -52,8 +56,7 @@ def main() -> None:
                 va, vb = _values(rows, *a, kind, m), _values(rows, *b, kind, m)
                 d = paired(va, vb)
                 ia, ib = bootstrap(list(va.values())), bootstrap(list(vb.values()))
-                fmt = lambda i: "–" if i is None else i.format(pct)
-                print(f"| {m} | {fmt(ia)} | {fmt(ib)} | {fmt(d)} | {d.n if d else 0} |")
+                print(f"| {m} | {_fmt(ia, pct)} | {_fmt(ib, pct)} | {_fmt(d, pct)} | {d.n if d else 0} |")
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ import torch
 
 from distill3d.bench.suite import load_suite
 from distill3d.core.cameras import Cameras
-from distill3d.toyworld.layout import judge_layout
 from distill3d.pipeline.priors import PriorSpec, load_prior
 from distill3d.priors.sampling import sample
 from distill3d.toyworld.grammar import parse_caption
+from distill3d.toyworld.layout import judge_layout
 from distill3d.toyworld.render import render
 
 AZIMUTHS = (0.0, 90.0, 180.0, 270.0)

@@ -8,7 +8,7 @@ fixture (the modules that use it skip without it).
 from __future__ import annotations
 
 import pytest
-from sd_tiny import tiny_dirs
+from sd_tiny import IP_WEIGHT, tiny_dirs
 
 from distill3d.priors.sd import StableDiffusionConfig, StableDiffusionPrior
 
@@ -23,6 +23,13 @@ def dirs(tmp_path_factory):
 def prior(dirs):
     """The plain StableDiffusionPrior: no image adapter, no ControlNet."""
     return StableDiffusionPrior(StableDiffusionConfig(model=str(dirs.sd)))
+
+
+@pytest.fixture(scope="module")
+def ip(dirs):
+    """The StableDiffusionPrior with the tiny IP-Adapter-Plus."""
+    return StableDiffusionPrior(StableDiffusionConfig(model=str(dirs.sd), ip_adapter=str(dirs.ip_adapter),
+                                                      ip_adapter_weight=IP_WEIGHT))
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import torch
 pytest.importorskip("diffusers", reason="the Stable Diffusion and MVDream priors need the 'sd' extra")
 
 from mvdream_tiny import build_mvdream_checkpoint
-from sd_tiny import IP_WEIGHT
 
 from distill3d.core.cameras import Cameras
 from distill3d.core.errors import UserError
@@ -24,7 +23,6 @@ from distill3d.priors import mvdream
 from distill3d.priors.base import Condition, Prior, TrainableDenoiserPrior, views_of
 from distill3d.priors.mvdream import MVDreamConfig, MVDreamPrior
 from distill3d.priors.paired import PairedPrior
-from distill3d.priors.sd import StableDiffusionConfig, StableDiffusionPrior
 
 SIZE = 32  # sd_tiny's renders: latents [4, 16, 16]
 AZ = (0.0, 90.0, 180.0, 270.0)
@@ -41,9 +39,9 @@ def _mvdream(ckpt, image_size: int = SIZE) -> MVDreamPrior:
 
 
 @pytest.fixture(scope="module")
-def sd(dirs):
-    return StableDiffusionPrior(StableDiffusionConfig(model=str(dirs.sd), ip_adapter=str(dirs.ip_adapter),
-                                                      ip_adapter_weight=IP_WEIGHT))
+def sd(ip):
+    """Stable Diffusion with its IP-Adapter (conftest's ``ip``), the pair's base."""
+    return ip
 
 
 @pytest.fixture(scope="module")

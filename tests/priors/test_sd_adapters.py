@@ -13,13 +13,7 @@ from sd_tiny import IP_WEIGHT, IP_WEIGHT_PLAIN
 from distill3d.priors.base import Condition
 from distill3d.priors.sd import StableDiffusionConfig, StableDiffusionPrior, clip_preprocess
 
-# fixtures dirs, prior (the plain one), pipe: conftest.py
-
-
-@pytest.fixture(scope="module")
-def ip(dirs):
-    return StableDiffusionPrior(StableDiffusionConfig(model=str(dirs.sd), ip_adapter=str(dirs.ip_adapter),
-                                                      ip_adapter_weight=IP_WEIGHT))
+# fixtures dirs, prior (the plain one), ip (with the IP-Adapter-Plus), pipe: conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ from distill3d.priors.sampling import sample
 from distill3d.priors.toy import prior as prior_module
 from distill3d.priors.toy.evaluate import group_rates, judge_group, judged_group_accuracy
 from distill3d.priors.toy.model import with_views
-from distill3d.priors.toy.report import ReportConfig, prior_report, report_markdown
 from distill3d.priors.toy.prior import ToyPrior
+from distill3d.priors.toy.report import ReportConfig, prior_report, report_markdown
 from distill3d.priors.toy.train import TrainConfig, draw_group_batch, loss_on_batch, train
 from distill3d.toyworld.dataset import DatasetConfig, build_dataset, build_shard, load_dataset
 from distill3d.toyworld.grammar import parse_caption

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from distill3d.core.cameras import Cameras
-from distill3d.toyworld.layout import MAX_BLEED, check_on_truth, judge_layout, palette_labels
 from distill3d.evaluation.toy import AZIMUTHS, ELEVATION, SIZE
 from distill3d.toyworld.grammar import COLOR_NAMES, COLORS, ObjectSpec, SceneSpec, parse_caption
 from distill3d.toyworld.judge import Judge
+from distill3d.toyworld.layout import MAX_BLEED, check_on_truth, judge_layout, palette_labels
 from distill3d.toyworld.render import render
 
 NEXT_TO = parse_caption("a purple cube next to a yellow sphere")

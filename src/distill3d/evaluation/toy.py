@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 from distill3d.core.cameras import Cameras
-from distill3d.toyworld.layout import judge_layout
 from distill3d.scene.render import render
 from distill3d.toyworld.grammar import parse_caption
 from distill3d.toyworld.judge import Judge, hidden_objects, match
+from distill3d.toyworld.layout import judge_layout
 from distill3d.toyworld.render import render as render_truth
 
 AZIMUTHS = (0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0)

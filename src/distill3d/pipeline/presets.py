@@ -20,8 +20,8 @@ from distill3d.core.errors import UserError
 from distill3d.guidance.anchords import CODE_NEGATIVE_PROMPT, AnchorDSConfig, CodeForm, FinetuneConfig
 from distill3d.guidance.base import LinearRamp, MaxRampTimesteps, MaxSwitchTimesteps
 from distill3d.guidance.isd import AutoBeta, ISDConfig
-from distill3d.guidance.mvdream_sds import MVDreamSDSConfig, RampedRangeTimesteps
 from distill3d.guidance.ism import ISMConfig
+from distill3d.guidance.mvdream_sds import MVDreamSDSConfig, RampedRangeTimesteps
 from distill3d.guidance.perp_neg import LUCIDDREAMER_CURVES
 from distill3d.guidance.registry import MethodKind, find_method
 from distill3d.guidance.sdi import SDIConfig

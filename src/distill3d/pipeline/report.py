@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from distill3d.core.cameras import view_direction
-from distill3d.toyworld.layout import MAX_BLEED
 from distill3d.export.figures import Caption, Series, caption_tiles, plot_series
 from distill3d.export.images import image_grid, save_png
 from distill3d.scene.registry import REPRESENTATIONS
+from distill3d.toyworld.layout import MAX_BLEED
 
 GREY, GREEN, RED = (60, 60, 60), (0, 130, 0), (200, 0, 0)
 

@@ -159,8 +159,8 @@ def judge_group(judge, images: Tensor, caption: str, azimuths: Sequence[float],
     """Judge one group ``images`` [V, 3, S, S] in [0, 1] of ``caption`` seen from ``azimuths`` at ``elevation``.
     A sample has no alpha: its silhouette is the pixels not near white (the toy world's background)."""
     from distill3d.core.cameras import Cameras
-    from distill3d.toyworld.layout import judge_layout
     from distill3d.toyworld.judge import hidden_objects
+    from distill3d.toyworld.layout import judge_layout
     from distill3d.toyworld.render import render
 
     spec = parse_caption(caption)

@@ -33,10 +33,15 @@ import torch
 from torch import Tensor
 
 from distill3d.core.cameras import Cameras
-from distill3d.priors.base import Condition, Prior
+from distill3d.priors.base import Condition, Prior, views_of
 from distill3d.priors.sampling import sample
-from distill3d.priors.base import views_of
-from distill3d.priors.toy.evaluate import KINDS, heldout_captions, judged_groups, judged_samples, wilson_interval
+from distill3d.priors.toy.evaluate import (
+    KINDS,
+    heldout_captions,
+    judged_groups,
+    judged_samples,
+    wilson_interval,
+)
 from distill3d.toyworld.dataset import DatasetConfig, sample_views
 from distill3d.toyworld.grammar import all_specs, is_heldout, parse_caption
 from distill3d.toyworld.judge import Judge
@@ -178,11 +183,11 @@ def prior_report(prior: Prior, judge: Judge, cfg: ReportConfig = ReportConfig(),
                                         cfg.seed).items():
             verdicts = [v for v, _ in rows]
             caption_list = sorted({v.caption for v in verdicts})
-            part = lambda field: ([getattr(v, field) for v in verdicts if getattr(v, field) is not None])
-            multi_view[kind] = GroupKindResult(
-                _kind_result(caption_list, [v.judged_ok for v in verdicts]),
-                _kind_result(caption_list, part("eyes_ok")) if part("eyes_ok") else None,
-                _kind_result(caption_list, part("layout_ok")) if part("layout_ok") else None)
+            eyes = [v.eyes_ok for v in verdicts if v.eyes_ok is not None]
+            layout = [v.layout_ok for v in verdicts if v.layout_ok is not None]
+            multi_view[kind] = GroupKindResult(_kind_result(caption_list, [v.judged_ok for v in verdicts]),
+                                               _kind_result(caption_list, eyes) if eyes else None,
+                                               _kind_result(caption_list, layout) if layout else None)
             grids[f"mv {kind}"] = torch.cat([imgs for _, imgs in rows])
             tick(f"groups of {views} views, {kind}: {multi_view[kind].judged.hits}/{multi_view[kind].judged.n}")
     report = PriorReport(kinds, per_caption, fd, floor, sum(consistent) / len(consistent), len(consistent),
@@ -248,8 +253,8 @@ def report_markdown(r: PriorReport, command: str) -> str:
               "", f"Sampling: {r.images_per_second:.1f} images/s (DDIM with CFG, batch per caption)"]
     if r.multi_view:
         cell = lambda k: "–" if k is None else f"{k.rate:.0%} [{k.ci95[0]:.0%}, {k.ci95[1]:.0%}] of {k.n}"
-        lines += ["", f"Groups of {r.views} views drawn jointly, 360°/{r.views} apart (each view judged against the truth "
-                  "from its camera; 95% intervals):", "",
+        lines += ["", (f"Groups of {r.views} views drawn jointly, 360°/{r.views} apart (each view judged against the "
+                       "truth from its camera; 95% intervals):"), "",
                   "| caption kind | right in every view | eyes where the truth has them | layout right in every view |",
                   "|---|---|---|---|"]
         lines += [f"| {k} | {cell(g.judged)} | {cell(g.eyes)} | {cell(g.layout)} |" for k, g in r.multi_view.items()]
