@@ -185,6 +185,11 @@ def check_result(argv: list[str], output: str) -> None:
     elif kind == "export":
         fmt = _option(argv, "--format")
         assert _present(Path(argv[1]), EXPORT_FILES[fmt]), output  # the run's own file is kept beside it
+    elif kind == "toy sample":
+        out = Path(_option(argv, "--out"))
+        views = int(_option(argv, "--views")) if "--views" in argv else 1
+        n = int(_option(argv, "--n")) if "--n" in argv else 4
+        assert (out / "grid.png").is_file() and len(list(out.glob("sample_*.png"))) == n * views, output
     elif kind == "methods":
         assert ("--set keys" if len(argv) > 1 else "generate methods") in output, output
     elif kind == "presets":

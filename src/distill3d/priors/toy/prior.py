@@ -30,8 +30,10 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "toy_prior.safetensors"
 #: "toy-words", the first shipped prior (word tokens, colours often bound to the wrong object), kept so
 #: that a benchmark can ask whether a method's advantage depends on a prior that mixes attributes.
 SHIPPED = {"toy": DEFAULT_WEIGHTS, "toy-words": WEIGHTS_DIR / "toy_words.safetensors"}
-#: Named priors whose weights are trained here rather than shipped: where they go, and how to make them.
-#: "toy-mv", the multi-view prior: the shipped prior inflated across groups of 4 views and fine-tuned on them.
+#: Named priors made by distill3d's own commands from a shipped one: where their weights go (the package ships
+#: them; where the file is missing, loading says how to make it) and the commands. "toy-mv", the multi-view
+#: prior: the shipped prior inflated across groups of 4 views and fine-tuned on them (shipped: step 2,011 of that
+#: fine-tune, benchmarks/results/toy_mv_curve.json).
 TRAINED_HERE = {"toy-mv": WEIGHTS_DIR / "toy_mv.safetensors"}
 TRAIN_COMMANDS = {"toy-mv": (
     "distill3d toy dataset --out data/toy-mv --count 20000 --views 4 --workers 2 && "
