@@ -8,6 +8,10 @@ Both grids run the same cameras: 4 views per step at 90° (view_azimuths=even), 
         --seeds 0,1,2 --workers 2 $S --out benchmarks/results/mv22/toy
     distill3d bench run --suite benchmarks/results/mv22/faces_nextto.txt --methods mvdream-sds,isd --priors toy-mv \\
         --seeds 0,1,2 --workers 2 $S --out benchmarks/results/mv22/toy-mv
+    distill3d bench run --suite benchmarks/results/mv22/ontop_single.txt --methods mvdream-sds --priors toy-mv \
+        --seeds 0 --workers 1 $S --out benchmarks/results/mv22/toy-mv_ontop
+    distill3d bench run --suite benchmarks/results/mv22/ontop_single.txt --methods sds --priors toy \
+        --seeds 0 --workers 1 $S --out benchmarks/results/mv22/toy_ontop
     python3 benchmarks/mv22.py > benchmarks/results/mv22/mv22.md
 
 Rows: mvdream-sds on toy-mv − SDS on toy; ISD on toy-mv (g_MV from groups of 4 views denoised jointly) − ISD on
@@ -27,7 +31,9 @@ HERE = Path(__file__).parent / "results" / "mv22"
 METRICS = {"face": (("front_error", True), ("janus_views", False), ("match", True), ("iou", False),
                     ("seconds", False)),
            "next to": (("consistent", True), ("layout", True), ("bleed", True), ("match", True), ("iou", False),
-                       ("seconds", False))}
+                       ("seconds", False)),
+           "on top of": (("consistent", True), ("layout", True), ("bleed", True), ("match", True), ("iou", False)),
+           "single": (("match", True), ("iou", False), ("color_error", False))}
 PAIRS = ((("mvdream-sds", "toy-mv"), ("sds", "toy")), (("isd", "toy-mv"), ("isd", "toy")))
 
 
@@ -45,11 +51,13 @@ def _fmt(interval, pct: bool) -> str:
 
 
 def main() -> None:
-    rows = [r for sub in ("toy", "toy-mv") if (HERE / sub / "results.csv").is_file()
+    rows = [r for sub in ("toy", "toy-mv", "toy_ontop", "toy-mv_ontop") if (HERE / sub / "results.csv").is_file()
             for r in read_results(HERE / sub)]
     print(__doc__.split("\n\n")[1].strip() + "\n")
     for (a, b) in PAIRS:
         for kind, metrics in METRICS.items():
+            if not _values(rows, *a, kind, "match"):
+                continue
             print(f"\n### {a[0]} on {a[1]} vs {b[0]} on {b[1]}, {kind}\n")
             print(f"| metric | {a[0]} ({a[1]}) | {b[0]} ({b[1]}) | difference (paired) | pairs |\n|---|---|---|---|---|")
             for m, pct in metrics:
