@@ -19,7 +19,7 @@ from distill3d.core.cameras import Cameras
 from distill3d.pipeline.priors import PriorSpec, load_prior
 from distill3d.priors.sampling import sample
 from distill3d.toyworld.grammar import parse_caption
-from distill3d.toyworld.layout import judge_layout
+from distill3d.toyworld.layout import judge_layout, sample_alpha
 from distill3d.toyworld.render import render
 
 AZIMUTHS = (0.0, 90.0, 180.0, 270.0)
@@ -44,7 +44,7 @@ def main() -> None:
         spec = parse_caption(cap)
         for az in AZIMUTHS:
             imgs = sample(prior, cap, n=a.n, cfg=a.cfg, steps=25, seed=0, camera=(az, ELEVATION)).cpu()
-            alpha = ((1.0 - imgs).abs().amax(1, keepdim=True) > 0.12).float()
+            alpha = sample_alpha(imgs)
             truth = render(spec, Cameras.from_angles([az] * a.n, ELEVATION), size)
             views = judge_layout(spec, imgs, alpha, truth.material)
             rows.append({"caption": cap, "kind": spec.kind, "azimuth": az,

@@ -56,6 +56,12 @@ class ViewLayout:
     layout_ok: bool
 
 
+def sample_alpha(images: Tensor) -> Tensor:
+    """The silhouette [B, 1, S, S] of images [B, 3, S, S] in [0, 1] that have no alpha (a prior's samples): the
+    pixels not near the toy world's white background."""
+    return ((1.0 - images).abs().amax(1, keepdim=True) > 0.12).float()
+
+
 def palette_labels(image: Tensor, alpha: Tensor) -> Tensor:
     """The palette colour index of each foreground pixel (-1 for background, eyes and white-ish pixels).
     image [B, 3, S, S] in [0, 1], alpha [B, 1, S, S] -> [B, S, S] long"""

@@ -12,11 +12,14 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from distill3d.core.cameras import Cameras
 from distill3d.priors.base import alphas_cumprod_cosine
 from distill3d.priors.sampling import sample
 from distill3d.priors.toy.model import ModelConditions, ToyUNet
 from distill3d.toyworld.grammar import HELDOUT_SINGLES, all_specs, is_heldout, parse_caption
-from distill3d.toyworld.judge import match
+from distill3d.toyworld.judge import hidden_objects, match
+from distill3d.toyworld.layout import judge_layout, sample_alpha
+from distill3d.toyworld.render import render
 
 
 class _Data(Protocol):
@@ -97,6 +100,11 @@ def heldout_captions(per_kind: int) -> dict[str, list[str]]:
     return {k: caps[k] for k in KINDS}
 
 
+def _share(total: int, i: int, k: int) -> int:
+    """The i-th of k nearly equal parts of ``total`` (the first ``total % k`` get one more)."""
+    return total // k + (1 if i < total % k else 0)
+
+
 def judged_matches(judge, images: Tensor, caption: str) -> list[bool]:
     """Per image: does the judge see exactly the caption's objects (shape + colour) and relation?"""
     spec = parse_caption(caption)
@@ -112,7 +120,7 @@ def judged_samples(prior, judge, captions: dict[str, list[str]], samples: int, c
     for kind, caps in captions.items():
         out[kind] = []
         for i, caption in enumerate(caps):
-            n = samples // len(caps) + (1 if i < samples % len(caps) else 0)
+            n = _share(samples, i, len(caps))
             if n == 0:
                 continue
             imgs = sample(prior, caption, n=n, cfg=cfg, steps=steps, seed=seed + zlib.crc32(caption.encode()))
@@ -157,12 +165,7 @@ class GroupVerdict:
 def judge_group(judge, images: Tensor, caption: str, azimuths: Sequence[float],
                 elevation: float = GROUP_ELEVATION) -> GroupVerdict:
     """Judge one group ``images`` [V, 3, S, S] in [0, 1] of ``caption`` seen from ``azimuths`` at ``elevation``.
-    A sample has no alpha: its silhouette is the pixels not near white (the toy world's background)."""
-    from distill3d.core.cameras import Cameras
-    from distill3d.toyworld.judge import hidden_objects
-    from distill3d.toyworld.layout import judge_layout
-    from distill3d.toyworld.render import render
-
+    A sample has no alpha: its silhouette is ``sample_alpha``'s."""
     spec = parse_caption(caption)
     images = images.detach().cpu().clamp(0, 1)
     truth = render(spec, Cameras.from_angles(list(azimuths), elevation), images.shape[-1])
@@ -173,8 +176,7 @@ def judge_group(judge, images: Tensor, caption: str, azimuths: Sequence[float],
         m = match(result, spec, front_visible=bool(front) if spec.has_face else None, hidden=hidden_objects(spec, mat))
         views_ok.append(m.all_ok)
         eyes.append(result.front_visible == bool(front))
-    alpha = ((1.0 - images).abs().amax(1, keepdim=True) > 0.12).float()
-    layouts = judge_layout(spec, images, alpha, truth.material)
+    layouts = judge_layout(spec, images, sample_alpha(images), truth.material)
     eyes_ok = all(eyes) if spec.has_face else None
     layout_ok = all(v.layout_ok for v in layouts) if layouts is not None else None
     return GroupVerdict(caption, spec.kind, tuple(float(a) for a in azimuths), eyes_ok, layout_ok,
@@ -192,7 +194,7 @@ def judged_groups(prior, judge, captions: dict[str, list[str]], groups: int, cfg
     for kind, caps in captions.items():
         out[kind] = []
         for i, caption in enumerate(caps):
-            n = groups // len(caps) + (1 if i < groups % len(caps) else 0)
+            n = _share(groups, i, len(caps))
             for j in range(n):
                 s = seed + zlib.crc32(f"{caption}/{j}".encode())
                 az0 = float(torch.rand((), generator=torch.Generator().manual_seed(s)) * 360.0)
