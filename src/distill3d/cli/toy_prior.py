@@ -39,6 +39,9 @@ import click
               help="Train the multi-view network: self-attention across groups of this many views of one scene "
                    "(MVDream's 3D self-attention; the dataset needs `toy dataset --views N`); with --init, the "
                    "given weights are inflated unchanged (default: --init's, else 1).")
+@click.option("--camera-text", is_flag=True,
+              help="Modulate the text tokens by the camera (FiLM, zero-initialised), so that cross-attention can "
+                   "place each object by viewpoint; with --init, the given weights load unchanged.")
 @click.option("--p-single-view", type=click.FloatRange(0, 1), default=0.3, show_default=True,
               help="Multi-view network only: share of scenes trained as one single view.")
 @click.option("--resume", is_flag=True,
@@ -57,7 +60,7 @@ import click
 def train(data_dir: Path, out: Path, steps: int, batch: int, seed: int, lr: float, lr_schedule: str,
           loss_weighting: str, text_encoder: str, prediction: str, ema_decay: float, image_view: str,
           p_drop_text: float, p_drop_image: float, p_drop_camera: float, eval_captions: int, views: int | None,
-          p_single_view: float, resume: bool,
+          camera_text: bool, p_single_view: float, resume: bool,
           threads: int | None, checkpoint_minutes: float, max_minutes: float | None,
           init_weights: str | None, export_path: Path | None) -> None:
     """Train the embedded toy prior on a toy-world dataset (CUDA when available). The progress bar
@@ -66,7 +69,7 @@ def train(data_dir: Path, out: Path, steps: int, batch: int, seed: int, lr: floa
     import torch
 
     from distill3d.core.errors import UserError
-    from distill3d.priors.toy.model import ToyUNetConfig, with_views
+    from distill3d.priors.toy.model import ToyUNetConfig, with_camera_text, with_views
     from distill3d.priors.toy.train import TrainConfig, export_ema
     from distill3d.priors.toy.train import train as run_training
     from distill3d.toyworld.dataset import load_dataset
@@ -83,7 +86,7 @@ def train(data_dir: Path, out: Path, steps: int, batch: int, seed: int, lr: floa
     device = "cuda" if torch.cuda.is_available() else "cpu"
     click.echo(f"training on {device}: {len(data.captions)} scenes at {data.size} px -> {out}")
     model_cfg = ToyUNetConfig(vocabulary=tuple(VOCABULARY), image_size=data.size, text_encoder=text_encoder,
-                              prediction=prediction, views=views or 1)
+                              prediction=prediction, views=views or 1, camera_text=camera_text)
     init = None
     if init_weights is not None and not resume:
         from distill3d.priors.toy.prior import ToyPrior
@@ -93,7 +96,10 @@ def train(data_dir: Path, out: Path, steps: int, batch: int, seed: int, lr: floa
             raise UserError(f"--init {init_weights} is a {init.config.image_size} px model; the dataset is {data.size} px")
         if views is not None and views != init.config.views:
             init = with_views(init, views)  # the same weights, self-attention across groups of `views`
-        click.echo(f"fine-tuning from {init_weights}" + (f", across groups of {views} views" if views else ""))
+        if camera_text:
+            init = with_camera_text(init)  # the same weights, and a zero camera modulation of the text tokens
+        click.echo(f"fine-tuning from {init_weights}" + (f", across groups of {views} views" if views else "")
+                   + (", with camera-modulated text tokens" if camera_text else ""))
     run_training(data, model_cfg, cfg, out, resume=resume, device=device, log=click.echo,
                  judge=Judge.load() if eval_captions > 0 else None, init=init)
     if export_path is not None:

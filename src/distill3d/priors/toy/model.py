@@ -7,7 +7,12 @@
       out = Attn(q, K_txt, V_txt) + λ_ip · Attn(q, K_img, V_img)   (IP-Adapter's decoupled cross-attention)
   Rows with λ_ip = 0 skip the image attention entirely, so they equal the prediction without an image.
 - a camera: (sin az, cos az, el / 90) embedded and added to the timestep embedding; a learned null
-  embedding when a row has no camera.
+  embedding when a row has no camera. With ``ToyUNetConfig.camera_text`` the camera embedding also modulates
+  the text tokens before every cross-attention, FiLM-style (Perez et al. 2018): tokens · (1 + γ(cam)) + β(cam).
+  Added to the timestep embedding alone, the camera is a global signal, enough to show or hide a face's eyes
+  but not to say which object stands on the left; a shift shared by all tokens cannot change which token a
+  pixel attends to, the per-channel scale γ can. γ and β start at zero, so the layer loads any weights
+  unchanged (:func:`with_camera_text`).
 
 The multi-view variant (``ToyUNetConfig.views`` = N > 1, the prior ``toy-mv``) is MVDream's inflation of the
 same network (Shi et al. 2024): the self-attention of every transformer block runs over the tokens
@@ -57,6 +62,8 @@ class ToyUNetConfig:
     #: Views a group holds (MVDream's 3D self-attention across the group's tokens); 1: the single-view
     #: network, which ignores ``ModelConditions.groups``.
     views: int = 1
+    #: Modulate the text tokens by the camera embedding (FiLM, zero-initialised; see the module docstring).
+    camera_text: bool = False
 
     def __post_init__(self) -> None:
         if self.text_encoder not in ("objects", "words"):
@@ -230,6 +237,10 @@ class ToyUNet(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e))
         self.camera_mlp = nn.Sequential(nn.Linear(3, e), nn.SiLU(), nn.Linear(e, e))
         self.null_camera = nn.Parameter(torch.zeros(e))
+        self.camera_text = nn.Linear(e, 2 * cfg.text_dim) if cfg.camera_text else None
+        if self.camera_text is not None:
+            nn.init.zeros_(self.camera_text.weight)
+            nn.init.zeros_(self.camera_text.bias)
         self.conv_in = nn.Conv2d(3, ch[0], 3, padding=1)
 
         def attn(level: int) -> SpatialTransformer | None:
@@ -278,6 +289,9 @@ class ToyUNet(nn.Module):
         cam = torch.where(cond.camera_mask[:, None], self.camera_mlp(camera_features(cond.camera)),
                           self.null_camera)
         emb = emb + cam
+        if self.camera_text is not None:  # FiLM of the text tokens by the camera
+            gamma, beta = self.camera_text(F.silu(cam)).chunk(2, dim=-1)
+            cond = replace(cond, text=cond.text * (1 + gamma[:, None]) + beta[:, None])
         image_tokens = self.image_encoder(cond.image) if cond.image_rows.numel() else None
 
         def run(level: Level, h: Tensor, skip: Tensor | None = None) -> Tensor:
@@ -306,4 +320,16 @@ def with_views(model: ToyUNet, views: int) -> ToyUNet:
     return inflated
 
 
-__all__ = ["ImageKV", "ModelConditions", "ToyUNet", "ToyUNetConfig", "with_views"]
+def with_camera_text(model: ToyUNet) -> ToyUNet:
+    """A new network with ``model``'s weights and camera-modulated text tokens (``camera_text``): its one new
+    layer starts at zero, so the new network computes exactly what ``model`` computes until it is trained."""
+    if model.config.camera_text:
+        return model
+    new = ToyUNet(replace(model.config, camera_text=True)).to(model.conv_in.weight.device)
+    missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or set(missing) != {"camera_text.weight", "camera_text.bias"}:
+        raise RuntimeError(f"with_camera_text: unexpected weights {unexpected}, missing {missing}")
+    return new
+
+
+__all__ = ["ImageKV", "ModelConditions", "ToyUNet", "ToyUNetConfig", "with_camera_text", "with_views"]
