@@ -2,8 +2,10 @@
 the embedded prior at fixed cameras (azimuths 0, 90, 180, 270 at 20° elevation), each judged by
 toyworld.layout against the truth from the same camera (the sample's silhouette: pixels not near white).
 If the prior shows the front's order from the back, score distillation inherits a two-object Janus.
+With ``--joint`` (a multi-view prior) the four cameras are one group drawn jointly, as mvdream-sds asks for them.
 
     python benchmarks/prior_layout_by_azimuth.py --prior toy --n 4 --out benchmarks/results/prior_layout_toy.json
+    python benchmarks/prior_layout_by_azimuth.py --prior toy-mv --joint --n 4 --out ...
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4, help="Samples per caption and azimuth.")
     ap.add_argument("--split", default="dev")
     ap.add_argument("--cfg", type=float, default=5.0)
+    ap.add_argument("--joint", action="store_true", help="Draw the four azimuths as one group (multi-view prior).")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -42,8 +45,12 @@ def main() -> None:
     rows = []
     for cap in captions:
         spec = parse_caption(cap)
-        for az in AZIMUTHS:
-            imgs = sample(prior, cap, n=a.n, cfg=a.cfg, steps=25, seed=0, camera=(az, ELEVATION)).cpu()
+        if a.joint:  # n groups of the four views: [n·4] group after group -> per azimuth [n]
+            groups = sample(prior, cap, n=a.n, cfg=a.cfg, steps=25, seed=0, camera=(AZIMUTHS[0], ELEVATION),
+                            views=len(AZIMUTHS)).cpu()
+        for k, az in enumerate(AZIMUTHS):
+            imgs = (groups[k::len(AZIMUTHS)] if a.joint
+                    else sample(prior, cap, n=a.n, cfg=a.cfg, steps=25, seed=0, camera=(az, ELEVATION)).cpu())
             alpha = sample_alpha(imgs)
             truth = render(spec, Cameras.from_angles([az] * a.n, ELEVATION), size)
             views = judge_layout(spec, imgs, alpha, truth.material)

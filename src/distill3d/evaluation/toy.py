@@ -26,8 +26,8 @@ from torch import nn
 from distill3d.core.cameras import Cameras
 from distill3d.scene.render import render
 from distill3d.toyworld.grammar import parse_caption
-from distill3d.toyworld.judge import Judge, hidden_objects, match
-from distill3d.toyworld.layout import judge_layout
+from distill3d.toyworld.judge import Judge
+from distill3d.toyworld.layout import judge_views
 from distill3d.toyworld.render import render as render_truth
 
 AZIMUTHS = (0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0)
@@ -85,21 +85,17 @@ def judge_representation(rep: nn.Module, caption: str, judge: Judge | None = Non
     truth = render_truth(spec, cams, SIZE)
     alpha = out.alpha.detach().cpu()  # [V, 1, S, S]
     ious, colors = silhouette_iou(alpha, truth.alpha), color_error(images, alpha, truth.image, truth.alpha)
-    fronts = truth.front_visible().tolist() if spec.has_face else [False] * len(AZIMUTHS)
-    layouts = judge_layout(spec, images, alpha, truth.material) or [None] * len(AZIMUTHS)
+    verdicts = judge_views(judge, spec, images, alpha, truth)
     views = []
-    for az, img, gt, mat, result, front, iou, col, lay in zip(AZIMUTHS, images, truth.image, truth.material,
-                                                             judge(images), fronts, ious.tolist(), colors.tolist(),
-                                                             layouts):
-        m = match(result, spec, front_visible=bool(front) if spec.has_face else None,
-                  hidden=hidden_objects(spec, mat))
-        views.append(ViewJudgement(az, result.describe(), m.objects_ok, m.relation_ok,
-                                   m.objects_ok and m.relation_ok, result.front_visible, bool(front),
+    for az, img, gt, v, iou, col in zip(AZIMUTHS, images, truth.image, verdicts, ious.tolist(), colors.tolist()):
+        m, lay = v.match, v.layout
+        views.append(ViewJudgement(az, v.result.describe(), m.objects_ok, m.relation_ok,
+                                   m.objects_ok and m.relation_ok, v.result.front_visible, v.front_truth,
                                    float(((img - gt) ** 2).mean()), m.count_ok, m.shapes_ok, m.colors_ok, iou, col,
                                    *((lay.order, lay.layout_ok, lay.bleed) if lay else (None, None, None))))
     seen = [v.azimuth for v in views if v.front_seen] if spec.has_face else []
     janus = sum(v.front_seen and not v.front_truth for v in views) if spec.has_face else 0
-    measured = layouts[0] is not None
+    measured = verdicts[0].layout is not None
     result = AssetJudgement(spec.caption, spec.kind, views, sum(v.all_ok for v in views) / len(views), seen, janus,
                             sum(v.image_mse for v in views) / len(views), float(ious.mean()), float(colors.mean()),
                             sum(v.layout_ok for v in views) / len(views) if measured else None,

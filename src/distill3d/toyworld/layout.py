@@ -32,9 +32,9 @@ from torch import Tensor
 
 from distill3d.core.cameras import Cameras
 from distill3d.toyworld.grammar import COLOR_NAMES, COLORS, SceneSpec
-from distill3d.toyworld.judge import Judge, hidden_objects, match
+from distill3d.toyworld.judge import Judge, JudgeMatch, JudgeResult, hidden_objects, match
 from distill3d.toyworld.judge_data import blur
-from distill3d.toyworld.render import render
+from distill3d.toyworld.render import ToyRender, render
 from distill3d.toyworld.sdf import EYE_COLOR
 
 K_MIN, K_MAX = 0.35, 1.15  # shading factors a surface colour may carry (truth: 0.5 .. 1.0, plus margin)
@@ -124,6 +124,28 @@ def judge_layout(spec: SceneSpec, image: Tensor, alpha: Tensor, truth_material: 
         ok = present and order_ok and bleed <= MAX_BLEED
         out.append(ViewLayout(order, bool(order_ok and present), present, bleed, ok))
     return out
+
+
+@dataclass(frozen=True)
+class ViewVerdict:
+    """One view judged against the truth from its camera: the judge's reading, its match with the caption (eyes
+    where the truth shows them, objects the truth barely shows excused), and the layout (None: not measured)."""
+
+    result: JudgeResult
+    match: JudgeMatch
+    front_truth: bool  # the truth shows the face's eyes from this camera (False for scenes without a face)
+    layout: ViewLayout | None
+
+
+def judge_views(judge: Judge, spec: SceneSpec, images: Tensor, alpha: Tensor, truth: ToyRender) -> list[ViewVerdict]:
+    """Views ``images`` [V, 3, S, S] in [0, 1] with silhouettes ``alpha`` [V, 1, S, S] of one scene ``spec``,
+    judged view by view against ``truth``, its render from the same V cameras. The one per-view loop behind an
+    asset's judgement (``evaluation.toy``) and a multi-view prior's groups (``priors.toy.evaluate``)."""
+    fronts = truth.front_visible().tolist() if spec.has_face else [False] * images.shape[0]
+    layouts = judge_layout(spec, images, alpha, truth.material) or [None] * images.shape[0]
+    return [ViewVerdict(result, match(result, spec, front_visible=bool(front) if spec.has_face else None,
+                                      hidden=hidden_objects(spec, mat)), bool(front), lay)
+            for result, front, mat, lay in zip(judge(images), fronts, truth.material, layouts)]
 
 
 @dataclass(frozen=True)

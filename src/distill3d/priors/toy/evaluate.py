@@ -17,8 +17,8 @@ from distill3d.priors.base import alphas_cumprod_cosine
 from distill3d.priors.sampling import sample
 from distill3d.priors.toy.model import ModelConditions, ToyUNet
 from distill3d.toyworld.grammar import HELDOUT_SINGLES, all_specs, is_heldout, parse_caption
-from distill3d.toyworld.judge import hidden_objects, match
-from distill3d.toyworld.layout import judge_layout, sample_alpha
+from distill3d.toyworld.judge import match
+from distill3d.toyworld.layout import judge_views, sample_alpha
 from distill3d.toyworld.render import render
 
 
@@ -169,18 +169,11 @@ def judge_group(judge, images: Tensor, caption: str, azimuths: Sequence[float],
     spec = parse_caption(caption)
     images = images.detach().cpu().clamp(0, 1)
     truth = render(spec, Cameras.from_angles(list(azimuths), elevation), images.shape[-1])
-    fronts = truth.front_visible().tolist()
-    results = judge(images)
-    views_ok, eyes = [], []
-    for result, front, mat in zip(results, fronts, truth.material):
-        m = match(result, spec, front_visible=bool(front) if spec.has_face else None, hidden=hidden_objects(spec, mat))
-        views_ok.append(m.all_ok)
-        eyes.append(result.front_visible == bool(front))
-    layouts = judge_layout(spec, images, sample_alpha(images), truth.material)
-    eyes_ok = all(eyes) if spec.has_face else None
-    layout_ok = all(v.layout_ok for v in layouts) if layouts is not None else None
+    views = judge_views(judge, spec, images, sample_alpha(images), truth)
+    eyes_ok = all(v.result.front_visible == v.front_truth for v in views) if spec.has_face else None
+    layout_ok = all(v.layout.layout_ok for v in views) if views[0].layout is not None else None
     return GroupVerdict(caption, spec.kind, tuple(float(a) for a in azimuths), eyes_ok, layout_ok,
-                        all(views_ok) and eyes_ok is not False and layout_ok is not False)
+                        all(v.match.all_ok for v in views) and eyes_ok is not False and layout_ok is not False)
 
 
 @torch.no_grad()
