@@ -3,6 +3,8 @@ embedding, zero-initialised so that any weights load unchanged. Tiny random netw
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from test_toy_prior import tiny_prior
@@ -91,8 +93,10 @@ def test_cli_fine_tunes_with_the_layer_added(tmp_path, capsys):
     init = tmp_path / "init.safetensors"
     tiny_prior().save(init, half=False)
     rc = main(["toy", "train", "--data", str(data_dir), "--out", str(tmp_path / "run"), "--init", str(init),
-               "--camera-text", "--steps", "2", "--batch", "4", "--eval-captions", "0",
+               "--camera-text", "--steps", "3", "--stop-at", "2", "--batch", "4", "--eval-captions", "0",
                "--export", str(tmp_path / "out.safetensors")])
     assert rc == 0
     assert "with camera-modulated text tokens" in capsys.readouterr().out
     assert ToyPrior.load(tmp_path / "out.safetensors").model.config.camera_text
+    state = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+    assert state["step"] == 2  # --stop-at: stopped before the schedule's end

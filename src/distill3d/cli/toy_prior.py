@@ -51,6 +51,8 @@ import click
               help="Checkpoint and evaluate this often.")
 @click.option("--max-minutes", type=click.FloatRange(0, min_open=True), default=None,
               help="Stop with a checkpoint after this wall time.")
+@click.option("--stop-at", type=click.IntRange(1), default=None,
+              help="Stop with a checkpoint at this step, the schedule still ending at --steps (--resume continues).")
 @click.option("--init", "init_weights", default=None,
               help="Fine-tune: start from these weights (a .safetensors with its .json, or a prior's name: "
                    "toy, toy-words, toy-mv); the model options above are then taken from it.")
@@ -61,7 +63,7 @@ def train(data_dir: Path, out: Path, steps: int, batch: int, seed: int, lr: floa
           loss_weighting: str, text_encoder: str, prediction: str, ema_decay: float, image_view: str,
           p_drop_text: float, p_drop_image: float, p_drop_camera: float, eval_captions: int, views: int | None,
           camera_text: bool, p_single_view: float, resume: bool,
-          threads: int | None, checkpoint_minutes: float, max_minutes: float | None,
+          threads: int | None, checkpoint_minutes: float, max_minutes: float | None, stop_at: int | None,
           init_weights: str | None, export_path: Path | None) -> None:
     """Train the embedded toy prior on a toy-world dataset (CUDA when available). The progress bar
     shows the loss and, at each checkpoint, the judged accuracy on held-out captions; out/log.jsonl
@@ -101,7 +103,7 @@ def train(data_dir: Path, out: Path, steps: int, batch: int, seed: int, lr: floa
         click.echo(f"fine-tuning from {init_weights}" + (f", across groups of {views} views" if views else "")
                    + (", with camera-modulated text tokens" if camera_text else ""))
     run_training(data, model_cfg, cfg, out, resume=resume, device=device, log=click.echo,
-                 judge=Judge.load() if eval_captions > 0 else None, init=init)
+                 judge=Judge.load() if eval_captions > 0 else None, init=init, stop_at=stop_at)
     if export_path is not None:
         export_ema(out, export_path)
         click.echo(f"wrote EMA weights to {export_path}")
