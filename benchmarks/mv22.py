@@ -20,6 +20,7 @@ toy (g_MV one view at a time with its camera).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from distill3d.bench.grid import read_results
@@ -34,13 +35,28 @@ METRICS = {"face": (("front_error", True), ("janus_views", False), ("match", Tru
                        ("seconds", False)),
            "on top of": (("consistent", True), ("layout", True), ("bleed", True), ("match", True), ("iou", False)),
            "single": (("match", True), ("iou", False), ("color_error", False))}
-PAIRS = ((("mvdream-sds", "toy-mv"), ("sds", "toy")), (("isd", "toy-mv"), ("isd", "toy")))
 
 
-def _values(rows: list[dict], method: str, prior: str, kind: str, metric: str) -> dict[tuple, float]:
+@dataclass(frozen=True)
+class Arm:
+    """One method on one prior, read from the results.csv of some grids under benchmarks/results/mv22/."""
+
+    label: str
+    method: str
+    prior: str
+    grids: tuple[str, ...]
+
+
+SDS = Arm("sds on toy", "sds", "toy", ("toy", "toy_ontop"))
+MV = Arm("mvdream-sds on toy-mv", "mvdream-sds", "toy-mv", ("toy-mv", "toy-mv_ontop"))
+PAIRS = ((MV, SDS), (Arm("isd on toy-mv", "isd", "toy-mv", ("toy-mv",)), Arm("isd on toy", "isd", "toy", ("toy",))))
+
+
+def _values(arm: Arm, kind: str, metric: str) -> dict[tuple, float]:
+    rows = [r for g in arm.grids if (HERE / g / "results.csv").is_file() for r in read_results(HERE / g)]
     out = {}
     for r in rows:
-        if r["method"] == method and r["prior"] == prior and r["kind"] == kind and r[metric] not in ("", None):
+        if r["method"] == arm.method and r["prior"] == arm.prior and r["kind"] == kind and r[metric] not in ("", None):
             v = r[metric]
             out[(r["prompt"], r["seed"])] = float(v == "True") if v in ("True", "False") else float(v)
     return out
@@ -51,17 +67,15 @@ def _fmt(interval, pct: bool) -> str:
 
 
 def main() -> None:
-    rows = [r for sub in ("toy", "toy-mv", "toy_ontop", "toy-mv_ontop") if (HERE / sub / "results.csv").is_file()
-            for r in read_results(HERE / sub)]
     print(__doc__.split("\n\n")[1].strip() + "\n")
     for (a, b) in PAIRS:
         for kind, metrics in METRICS.items():
-            if not _values(rows, *a, kind, "match"):
+            if not _values(a, kind, "match") or not _values(b, kind, "match"):
                 continue
-            print(f"\n### {a[0]} on {a[1]} vs {b[0]} on {b[1]}, {kind}\n")
-            print(f"| metric | {a[0]} ({a[1]}) | {b[0]} ({b[1]}) | difference (paired) | pairs |\n|---|---|---|---|---|")
+            print(f"\n### {a.label} vs {b.label}, {kind}\n")
+            print(f"| metric | {a.label} | {b.label} | difference (paired) | pairs |\n|---|---|---|---|---|")
             for m, pct in metrics:
-                va, vb = _values(rows, *a, kind, m), _values(rows, *b, kind, m)
+                va, vb = _values(a, kind, m), _values(b, kind, m)
                 d = paired(va, vb)
                 ia, ib = bootstrap(list(va.values())), bootstrap(list(vb.values()))
                 print(f"| {m} | {_fmt(ia, pct)} | {_fmt(ib, pct)} | {_fmt(d, pct)} | {d.n if d else 0} |")

@@ -12,5 +12,3 @@ run() { name=$1; shift; nice -n 5 distill3d bench run --suite "$P" --methods mvd
   --workers 1 --out "$O/$name" "${S[@]}" "$@"; }
 run cfg15 --set guidance_scale=15
 run cfg15_wide --set guidance_scale=15 --set init_radius=0.9
-run cfg15_steps400 --set guidance_scale=15 --set steps=400
-run cfg50 --set guidance_scale=50
