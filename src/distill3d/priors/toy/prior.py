@@ -32,12 +32,17 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "toy_prior.safetensors"
 SHIPPED = {"toy": DEFAULT_WEIGHTS, "toy-words": WEIGHTS_DIR / "toy_words.safetensors"}
 #: Named priors made by distill3d's own commands from a shipped one: where their weights go (the package ships
 #: them; where the file is missing, loading says how to make it) and the commands. "toy-mv", the multi-view
-#: prior: the shipped prior inflated across groups of 4 views and fine-tuned on them (shipped: step 2,011 of that
-#: fine-tune, benchmarks/results/toy_mv_curve.json).
+#: prior: the shipped prior inflated across groups of 4 views and fine-tuned on them (2,011 steps,
+#: benchmarks/results/toy_mv_curve.json), then 1,396 more with camera-modulated text tokens
+#: (benchmarks/results/toy_mv_curve_phase2.json, report benchmarks/results/toy_mv_report.md).
 TRAINED_HERE = {"toy-mv": WEIGHTS_DIR / "toy_mv.safetensors"}
+#: The shipped toy-mv's recipe (its two phases stopped at steps 2,011 and 1,396 by wall time: 62 + 86 minutes).
 TRAIN_COMMANDS = {"toy-mv": (
     "distill3d toy dataset --out data/toy-mv --count 20000 --views 4 --workers 2 && "
-    "distill3d toy train --data data/toy-mv --out runs/toy-mv --init toy --views 4 "
+    "distill3d toy train --data data/toy-mv --out runs/toy-mv --init toy --views 4 --batch 16 --steps 2400 "
+    "--lr 5e-4 --stop-at 2011 --export runs/toy-mv.safetensors && "
+    "distill3d toy train --data data/toy-mv --out runs/toy-mv-camtext --init runs/toy-mv.safetensors --camera-text "
+    "--batch 16 --steps 1589 --lr 3e-4 --p-single-view 0.15 --stop-at 1396 "
     f"--export {TRAINED_HERE['toy-mv']}")}
 NUM_TIMESTEPS = 1000
 
