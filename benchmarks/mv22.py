@@ -12,10 +12,16 @@ Both grids run the same cameras: 4 views per step at 90° (view_azimuths=even), 
         --seeds 0 --workers 1 $S --out benchmarks/results/mv22/toy-mv_ontop
     distill3d bench run --suite benchmarks/results/mv22/ontop_single.txt --methods sds --priors toy \
         --seeds 0 --workers 1 $S --out benchmarks/results/mv22/toy_ontop
+    # issue 21: mvdream-sds at its CFG 15 default on the re-shipped toy-mv (camera-modulated text tokens)
+    distill3d bench run --suite benchmarks/results/mv22/faces_nextto.txt --methods mvdream-sds --priors toy-mv \
+        --seeds 0,1,2 --workers 2 $S --out benchmarks/results/mv22/toy-mv2
+    distill3d bench run --suite benchmarks/results/mv22/ontop_single.txt --methods mvdream-sds --priors toy-mv \
+        --seeds 0 --workers 2 $S --out benchmarks/results/mv22/toy-mv2_ontop
     python3 benchmarks/mv22.py > benchmarks/results/mv22/mv22.md
 
 Rows: mvdream-sds on toy-mv − SDS on toy; ISD on toy-mv (g_MV from groups of 4 views denoised jointly) − ISD on
-toy (g_MV one view at a time with its camera).
+toy (g_MV one view at a time with its camera); mvdream-sds at CFG 15 on the re-shipped toy-mv − SDS on toy, and −
+mvdream-sds at CFG 50 on the first toy-mv (the toy-mv grids ran before the prior was re-shipped).
 """
 
 from __future__ import annotations
@@ -49,7 +55,11 @@ class Arm:
 
 SDS = Arm("sds on toy", "sds", "toy", ("toy", "toy_ontop"))
 MV = Arm("mvdream-sds on toy-mv", "mvdream-sds", "toy-mv", ("toy-mv", "toy-mv_ontop"))
-PAIRS = ((MV, SDS), (Arm("isd on toy-mv", "isd", "toy-mv", ("toy-mv",)), Arm("isd on toy", "isd", "toy", ("toy",))))
+#: mvdream-sds at CFG 15 (its embedded-prior default since issue 21's [dev] choice) on the re-shipped toy-mv (camera-
+#: modulated text tokens): grids toy-mv2 and toy-mv2_ontop.
+MV2 = Arm("mvdream-sds CFG 15 on toy-mv (camera tokens)", "mvdream-sds", "toy-mv", ("toy-mv2", "toy-mv2_ontop"))
+PAIRS = ((MV, SDS), (Arm("isd on toy-mv", "isd", "toy-mv", ("toy-mv",)), Arm("isd on toy", "isd", "toy", ("toy",))),
+         (MV2, SDS), (MV2, MV))
 
 
 def _values(arm: Arm, kind: str, metric: str) -> dict[tuple, float]:
