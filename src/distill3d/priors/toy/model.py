@@ -315,9 +315,7 @@ def with_views(model: ToyUNet, views: int) -> ToyUNet:
     """A new network with ``model``'s weights, copied unchanged, and its self-attention inflated across groups
     of ``views`` views (``views`` = 1: the single-view network). Inflation adds no parameter, so every
     weight name matches (MVDream initialises from Stable Diffusion's weights the same way)."""
-    inflated = ToyUNet(replace(model.config, views=views)).to(model.conv_in.weight.device)
-    inflated.load_state_dict(model.state_dict())
-    return inflated
+    return _rebuilt(model, frozenset(), views=views)
 
 
 def with_camera_text(model: ToyUNet) -> ToyUNet:
@@ -325,10 +323,17 @@ def with_camera_text(model: ToyUNet) -> ToyUNet:
     layer starts at zero, so the new network computes exactly what ``model`` computes until it is trained."""
     if model.config.camera_text:
         return model
-    new = ToyUNet(replace(model.config, camera_text=True)).to(model.conv_in.weight.device)
+    return _rebuilt(model, frozenset({"camera_text.weight", "camera_text.bias"}), camera_text=True)
+
+
+def _rebuilt(model: ToyUNet, added: frozenset[str], **changes) -> ToyUNet:
+    """A new network of ``model``'s config with ``changes``, carrying every weight of ``model``; exactly the
+    weights named in ``added`` are new (they keep their initialisation)."""
+    new = ToyUNet(replace(model.config, **changes)).to(model.conv_in.weight.device)
     missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
-    if unexpected or set(missing) != {"camera_text.weight", "camera_text.bias"}:
-        raise RuntimeError(f"with_camera_text: unexpected weights {unexpected}, missing {missing}")
+    if unexpected or set(missing) != added:
+        raise RuntimeError(f"rebuilding the toy UNet with {changes}: unexpected weights {unexpected}, "
+                           f"missing {sorted(set(missing) - added)}, not new {sorted(added - set(missing))}")
     return new
 
 
