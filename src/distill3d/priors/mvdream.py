@@ -147,8 +147,8 @@ class MVDreamPrior(StableDiffusionPrior):
         """Read ``config.model`` and build the UNet, VAE and text encoder from it; the tokenizer from
         ``config.tokenizer`` (a local folder or the Hugging Face cache)."""
         nn.Module.__init__(self)
+        path = checkpoint_path(config.model)  # what the user gave is checked before the optional packages
         diffusers, transformers = import_diffusers()
-        path = checkpoint_path(config.model)
         state = read_checkpoint(path)
         tokenizer = load_local(MVDREAM_TOKENIZER, config.tokenizer, lambda src: transformers.CLIPTokenizer
                                .from_pretrained(src, subfolder="tokenizer", local_files_only=True))
