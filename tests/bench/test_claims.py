@@ -68,7 +68,22 @@ def test_the_run_plan_is_seed_major_shares_runs_and_keeps_the_word_prior_to_two_
     assert len(sds_toy) == 40  # the baseline of many claims, made once per prompt
     words = [s for s in specs if s.prior == "toy-words"]
     assert words and all(parse_caption(s.prompt).kind in TWO_OBJECTS for s in words)
-    assert {s.prior for s in specs} == set(PRIORS)
+    assert {s.prior for s in specs} == set(PRIORS) | {"toy-mv"}  # the multi-view arms run on their own prior
+    mv = [s for s in specs if s.prior == "toy-mv"]
+    assert mv and {s.method for s in mv} == {"mvdream-sds", "isd"} and all(s.preset == "multiview" for s in mv)
+    assert all(dict(s.overrides)["views_per_step"] == "4" for s in mv)
+
+
+def test_an_arm_on_its_own_prior_is_paired_with_the_baseline_on_the_claims_prior():
+    claim = Claim("m", "a multi-view prior helps", "paper", Arm("mv", prior="toy-mv"), Arm("b"), "front_error",
+                  "lower", ("face",), priors=("toy",))
+    prompts = claim_prompts(claim)
+    rows = [_row(p, "mv", s, prior="toy-mv", front_error=0.0) for p in prompts for s in (0, 1)]
+    rows += [_row(p, "b", s, front_error=0.25) for p in prompts for s in (0, 1)]
+    rows += [_row(p, "mv", s, front_error=0.5) for p in prompts for s in (0, 1)]  # same method on toy: not the arm
+    r = evaluate_generation(claim, "toy", rows)
+    assert r.effect.n == 2 * len(prompts) and r.effect.mean == pytest.approx(-0.25) and r.verdict == "supported"
+    assert "on toy-mv" in claim.treatment.describe()
 
 
 def test_edit_pairs_change_one_attribute_of_one_object():

@@ -60,7 +60,7 @@ def test_shipped_suites_split_dev_and_test_and_cover_every_kind():
 
 
 def test_toy_claims_is_drawn_by_its_rule_with_power_per_kind():
-    from distill3d.bench.suite import CLAIMS_TEST, SUITES_DIR, draw_claims_suite
+    from distill3d.bench.suite import CLAIMS_DEV, CLAIMS_TEST, SUITES_DIR, draw_claims_suite
     from distill3d.toyworld.grammar import is_heldout
 
     assert (SUITES_DIR / "toy-claims.txt").read_text() == draw_claims_suite()  # the shipped file is current
@@ -68,6 +68,8 @@ def test_toy_claims_is_drawn_by_its_rule_with_power_per_kind():
     assert claims.split and not set(claims.dev) & set(claims.test)
     kinds = [parse_caption(p).kind for p in claims.test]
     assert {k: kinds.count(k) for k in CLAIMS_TEST} == {"next to": 12, "on top of": 12, "single": 8, "face": 8}
+    dev_kinds = [parse_caption(p).kind for p in claims.dev]
+    assert {k: dev_kinds.count(k) for k in CLAIMS_DEV} == CLAIMS_DEV and CLAIMS_DEV["next to"] >= 12
     pairs = [parse_caption(p) for p in claims.dev + claims.test if parse_caption(p).relation]
     assert all(s.objects[0].color != s.objects[1].color and not s.has_face for s in pairs)
     text = draw_claims_suite()

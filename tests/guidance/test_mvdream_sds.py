@@ -145,6 +145,15 @@ def test_a_run_with_views_per_step_4_at_even_azimuths_steps_and_one_without_stop
     cfg, _ = resolve_run_config("mvdream-sds", {**base, "views_per_step": "4", "view_azimuths": "even"})
     _, state = loop.optimise(PROMPT, cfg, MVDreamSDS(), prior, tmp_path / "even")
     assert state.step == 2 and prior.rows == 2 * 8
+    cfg, _ = resolve_run_config("mvdream-sds", {**base, "views_per_step": "8", "view_azimuths": "even",
+                                                "views_per_group": "4"})  # two groups of 4, as their batch of 8
+    _, state = loop.optimise(PROMPT, cfg, MVDreamSDS(), JointTinyPrior(), tmp_path / "two")
+    assert state.step == 2
+    cfg, _ = resolve_run_config("mvdream-sds", {**base, "views_per_step": "8", "view_azimuths": "even"})
+    with pytest.raises(UserError, match="views_per_group=4"):  # 8 views at 45° are not groups at 90°
+        loop.optimise(PROMPT, cfg, MVDreamSDS(), JointTinyPrior(), tmp_path / "45")
+    with pytest.raises(UserError, match="multiple of views_per_group"):
+        resolve_run_config("mvdream-sds", {**base, "views_per_step": "6", "views_per_group": "4"})[0].validate()
     cfg, _ = resolve_run_config("mvdream-sds", base)  # random azimuths
     with pytest.raises(UserError, match="view_azimuths=even"):
         loop.optimise(PROMPT, cfg, MVDreamSDS(), prior, tmp_path / "random")

@@ -32,6 +32,22 @@ def test_even_azimuths_space_a_draw_around_the_circle():
     assert not torch.allclose(cams.azimuth, other.azimuth)  # the start is random
 
 
+def test_even_azimuths_in_groups_give_each_group_its_own_start_and_one_group_is_the_plain_draw():
+    cfg = CameraSampleConfig(even_azimuths=True, azimuth_group=4)
+    cams = sample_cameras(8, cfg, torch.Generator().manual_seed(3))
+    groups = cams.azimuth.reshape(2, 4)
+    gaps = torch.remainder(groups.roll(-1, dims=1) - groups, 360.0)
+    assert torch.allclose(gaps, torch.full((2, 4), 90.0), atol=1e-4)  # each group at 90°
+    offset = float(torch.remainder(groups[1, 0] - groups[0, 0], 90.0))
+    assert 1e-3 < offset < 90 - 1e-3  # the second group starts elsewhere
+    whole = sample_cameras(4, CameraSampleConfig(even_azimuths=True, azimuth_group=4),
+                           torch.Generator().manual_seed(3))
+    plain = sample_cameras(4, CameraSampleConfig(even_azimuths=True), torch.Generator().manual_seed(3))
+    assert torch.equal(whole.azimuth, plain.azimuth)  # one group of n: the old draw, bit for bit
+    with pytest.raises(UserError, match="groups of 3"):
+        sample_cameras(8, CameraSampleConfig(even_azimuths=True, azimuth_group=3), torch.Generator())
+
+
 def test_front_bias_moves_the_share_of_front_views():
     g = torch.Generator().manual_seed(1)
     plain = sample_cameras(4000, CameraSampleConfig(), g)

@@ -61,9 +61,15 @@ class Arm:
     method: str
     label: str = "default"
     overrides: tuple[tuple[str, str], ...] = ()
+    #: The prior this arm runs on, whatever the claim's prior (a multi-view method needs ``toy-mv``); None: the
+    #: claim's prior.
+    prior: str | None = None
 
     def describe(self) -> str:
-        return self.method + "".join(f" {k}={v}" for k, v in self.overrides)
+        return self.method + "".join(f" {k}={v}" for k, v in self.overrides) + (f" on {self.prior}" if self.prior else "")
+
+    def prior_for(self, claim_prior: str) -> str:
+        return self.prior or claim_prior
 
 
 @dataclass(frozen=True)
@@ -91,8 +97,9 @@ METRICS: dict[str, tuple[str, Callable[[dict], float | None]]] = {
     "oscillation": ("gradient-norm oscillation (normalised)", oscillation),
     "diverged": ("diverged runs (failed, or IoU < 0.3)", lambda r: float(bool(r["note"]) or (_num(r["iou"]) or 0) < 0.3)),
     "seconds": ("seconds per run (ratio − 1)", lambda r: _num(r["seconds_total"])),
+    "front_error": ("faces' front-visibility error (share of views)", lambda r: _num(r["front_error"])),
 }
-SHARES = frozenset({"match", "layout", "consistent", "diverged", "changed", "kept"})  # metrics in [0, 1], shown as %
+SHARES = frozenset({"match", "layout", "consistent", "diverged", "changed", "kept", "front_error"})  # metrics in [0, 1], shown as %
 EDIT_METRICS = {"outside_mse": "pixel MSE outside the edited object (identity)", "changed": "edit applied (share of views)",
                 "kept": "rest kept (share of views)"}
 
@@ -100,6 +107,9 @@ _ANCHORDS = "AnchorDS (papers/anchords.md)"
 _ISD = "ModeDreamer (papers/modedreamer_isd.txt)"
 _UDS = "UDS (papers/uds.md)"
 _SDI_T1 = "SDI (arXiv 2405.15891) Table 1"
+_MVDREAM = "MVDream (Shi et al., ICLR 2024)"
+#: The cameras of the multi-view arms: MVDream's 4 views at 90° per step, elevation 0-30° (threestudio-mvdream).
+MV_VIEWS = (("elevation_max", "30"), ("view_azimuths", "even"), ("views_per_step", "4"))
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("anchords-multi", "AnchorDS reduces semantic over-smoothing on multi-object prompts: objects in their places",
@@ -139,6 +149,18 @@ CLAIMS: tuple[Claim, ...] = (
           "issue 21 lever study (benchmarks/results/levers/levers.md)",
           Arm("sds", "levers", (("init_radius", "0.9"), ("view_azimuths", "even"))), Arm("sds"), "layout", "higher",
           TWO_OBJECTS),
+    Claim("mvdream-janus", "Score distillation from a multi-view prior puts a face's front where it belongs (no Janus)",
+          f"{_MVDREAM}, Sec. 1 and Fig. 1 (multi-view consistency)",
+          Arm("mvdream-sds", "multiview", MV_VIEWS, "toy-mv"), Arm("sds"), "front_error", "lower", ("face",),
+          priors=("toy",)),
+    Claim("mvdream-layout", "Score distillation from a multi-view prior puts two objects in their places from every side",
+          f"{_MVDREAM}, Sec. 1 (the multi-face Janus problem and content drift between views)",
+          Arm("mvdream-sds", "multiview", MV_VIEWS, "toy-mv"), Arm("sds"), "consistent", "higher", ("next to",),
+          priors=("toy",)),
+    Claim("isd-mv-regulariser", "ISD's multi-view term from a multi-view prior (the paper's method) beats the same "
+          "term one view at a time: faces' front", f"{_ISD}, Eq. 8-9 (g_MV from MVDream)",
+          Arm("isd", "multiview", MV_VIEWS, "toy-mv"), Arm("isd", "multiview", MV_VIEWS), "front_error", "lower",
+          ("face",), priors=("toy",)),
     Claim("uds-edit-identity-dds", "UDS keeps identity when editing better than DDS", f"{_UDS}, editing table",
           Arm("uds"), Arm("dds"), "outside_mse", "lower", priors=("toy",), edit=True),
     Claim("uds-edit-identity-pds", "UDS keeps identity when editing better than PDS", f"{_UDS}, editing table",
@@ -218,7 +240,7 @@ def generation_specs(claims: Iterable[Claim], seeds: list[int]):
                         continue
                     for arm in (claim.treatment, claim.baseline):
                         overrides = tuple(sorted({**BENCH_OVERRIDES, **dict(arm.overrides)}.items()))
-                        spec = RunSpec(prompts[i], arm.method, arm.label, prior, seed, overrides)
+                        spec = RunSpec(prompts[i], arm.method, arm.label, arm.prior_for(prior), seed, overrides)
                         if (spec.run_id, spec.preset) not in seen:
                             seen.add((spec.run_id, spec.preset))
                             specs.append(spec)
@@ -242,7 +264,8 @@ def _keyed(rows: list[dict], arm: Arm, prior: str, prompts: set[str], metric: st
     fn = METRICS[metric][1]
     out = {}
     for r in rows:
-        if r["method"] == arm.method and r["preset"] == arm.label and r["prior"] == prior and r["prompt"] in prompts:
+        if (r["method"] == arm.method and r["preset"] == arm.label and r["prior"] == arm.prior_for(prior)
+                and r["prompt"] in prompts):
             v = fn(r)
             if v is not None:
                 out[(r["prompt"], int(r["seed"]))] = v

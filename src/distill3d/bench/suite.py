@@ -78,7 +78,7 @@ def load_suite(name_or_path: str) -> Suite:
 
 #: toy-claims: how many prompts of each kind its [test] and [dev] sets draw (``draw_claims_suite``).
 CLAIMS_TEST = {"next to": 12, "on top of": 12, "single": 8, "face": 8}
-CLAIMS_DEV = {"next to": 6, "on top of": 6, "single": 4, "face": 0}
+CLAIMS_DEV = {"next to": 18, "on top of": 12, "single": 4, "face": 0}
 CLAIMS_SALT = "toy-claims"
 HELDOUT_MARK = "held out of the prior's training"
 

@@ -117,7 +117,7 @@ def check_groups(cameras: Cameras, views: int = VIEWS) -> None:
         shown = ", ".join(f"{a:g}" for a in az.tolist()[:8]) + (", …" if len(az) > 8 else "")
         raise UserError(f"mvdream-sds guides groups of {views} views {step:g}° apart in azimuth, and this step's "
                         f"{len(az)} views are at {shown}: run it with --set views_per_step={views} --set "
-                        f"view_azimuths=even")
+                        f"view_azimuths=even (or a multiple of {views} views with --set views_per_group={views})")
 
 
 class MVDreamSDS(GuidanceMethod):

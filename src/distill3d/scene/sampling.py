@@ -25,6 +25,9 @@ class CameraSampleConfig:
     # One random azimuth per draw, the n cameras spaced 360°/n apart from it (MVDream's views at 90° for
     # n = 4); elevation, distance and fov are still drawn per camera. front_bias then moves the first.
     even_azimuths: bool = False
+    # With even_azimuths: the n cameras in consecutive groups of this many, each group from its own random
+    # azimuth and its cameras 360°/group apart (threestudio-mvdream's batch of 8 = two groups of 4); 0: one group.
+    azimuth_group: int = 0
 
     def validate(self) -> None:
         for name in ("azimuth_range", "elevation_range", "distance_range", "fov_range"):
@@ -39,6 +42,8 @@ class CameraSampleConfig:
             raise UserError("fov_range must lie within (0, 180) degrees")
         if not 0.0 <= self.front_bias <= 1.0:
             raise UserError(f"front_bias must lie in [0, 1], got {self.front_bias}")
+        if self.azimuth_group < 0:
+            raise UserError(f"azimuth_group must be at least 0, got {self.azimuth_group}")
 
 
 def sample_cameras(n: int, config: CameraSampleConfig = CameraSampleConfig(),
@@ -54,7 +59,12 @@ def sample_cameras(n: int, config: CameraSampleConfig = CameraSampleConfig(),
     front = torch.rand(n, generator=generator) < config.front_bias
     front_az = uniform((-config.front_half_angle, config.front_half_angle))
     azimuth = torch.where(front, front_az, azimuth)
-    if config.even_azimuths:  # the first camera's azimuth, then 360°/n steps
-        azimuth = torch.remainder(azimuth[0] + 360.0 / n * torch.arange(n) + 180.0, 360.0) - 180.0
+    if config.even_azimuths:  # each group's first camera's azimuth, then 360°/group steps
+        g = config.azimuth_group or n
+        if n % g:
+            raise UserError(f"{n} views do not split into groups of {g}: make views_per_step a multiple of "
+                            f"views_per_group")
+        start = azimuth[::g].repeat_interleave(g)  # [n] the first azimuth of each camera's group
+        azimuth = torch.remainder(start + 360.0 / g * torch.arange(g).repeat(n // g) + 180.0, 360.0) - 180.0
     return Cameras(azimuth=azimuth, elevation=uniform(config.elevation_range),
                    distance=uniform(config.distance_range), fov=uniform(config.fov_range))
