@@ -1,5 +1,5 @@
 """The lever study's table: for each lever's results.csv under <root>/<name>/, per kind the mean (95% bootstrap
-interval) of layout right per view, right from every side, IoU and colour bleeding, and the paired difference
+interval) of layout right per view, right from every side, IoU, colour bleeding and judged match, and the paired difference
 against the base setting (same prompt and seed). Writes <root>/levers.md.
 
     python benchmarks/levers_table.py [--root benchmarks/results/levers]   # SDS on toy (benchmarks/levers.sh)
@@ -16,7 +16,9 @@ from pathlib import Path
 from distill3d.bench.stats import bootstrap, paired
 
 METRICS = (("layout", "layout right (views)", True), ("consistent", "right from every side", True),
-           ("iou", "IoU", False), ("bleed", "colour bleed", True))
+           ("iou", "IoU", False), ("bleed", "colour bleed", True), ("match", "judged match (views)", True))
+#: The metrics shown also as a paired difference against the base setting.
+DELTAS = (("layout", True), ("consistent", True), ("iou", False), ("match", True))
 
 
 def cell(iv, pct: bool) -> str:
@@ -47,8 +49,8 @@ def main() -> None:
     names = [n for n in names if n in tables]
     for kind in ("next to", "on top of"):
         lines += [f"## {kind}", "", "| lever | runs | " + " | ".join(t for _, t, _ in METRICS)
-                  + " | Δ layout | Δ every side | Δ IoU |",
-                  "|---|---|" + "---|" * (len(METRICS) + 3)]
+                  + " | Δ layout | Δ every side | Δ IoU | Δ match |",
+                  "|---|---|" + "---|" * (len(METRICS) + len(DELTAS))]
         for n in names:
             if n not in tables:
                 continue
@@ -56,9 +58,8 @@ def main() -> None:
             vals = {m: [float(r[m]) for r in rows if r[m] != ""] for m, _, _ in METRICS}
             def key(rs: list[dict], m: str, kind: str = kind) -> dict:
                 return {(r["prompt"], r["seed"]): float(r[m]) for r in rs if r["kind"] == kind and r[m] != ""}
-            deltas = ["–"] * 3 if n == base or base not in tables else [
-                cell(paired(key(tables[n], m), key(tables[base], m)), pct)
-                for m, pct in (("layout", True), ("consistent", True), ("iou", False))]
+            deltas = ["–"] * len(DELTAS) if n == base or base not in tables else [
+                cell(paired(key(tables[n], m), key(tables[base], m)), pct) for m, pct in DELTAS]
             lines.append(f"| {n} | {len(rows)} | " + " | ".join(cell(bootstrap(vals[m]), p) for m, _, p in METRICS)
                          + " | " + " | ".join(deltas) + " |")
         lines.append("")

@@ -17,11 +17,22 @@ Both grids run the same cameras: 4 views per step at 90° (view_azimuths=even), 
         --seeds 0,1,2 --workers 2 $S --out benchmarks/results/mv22/toy-mv2
     distill3d bench run --suite benchmarks/results/mv22/ontop_single.txt --methods mvdream-sds --priors toy-mv \
         --seeds 0 --workers 2 $S --out benchmarks/results/mv22/toy-mv2_ontop
+    # issue 21, third round: on top of and single at seeds 0,1,2 for both (the first runs had seed 0 only), then
+    # mvdream-sds at CFG 5 (chosen on the larger [dev]: benchmarks/mv_levers3.sh) on every kind, seeds 0,1,2
+    distill3d bench run --suite benchmarks/results/mv22/ontop_single.txt --methods mvdream-sds --priors toy-mv \
+        --seeds 0,1,2 --workers 1 $S --out benchmarks/results/mv22/toy-mv2_ontop
+    distill3d bench run --suite benchmarks/results/mv22/ontop_single.txt --methods sds --priors toy \
+        --seeds 0,1,2 --workers 1 $S --out benchmarks/results/mv22/toy_ontop
+    distill3d bench run --suite benchmarks/results/mv22/faces_nextto.txt --methods mvdream-sds --priors toy-mv \
+        --seeds 0,1,2 --workers 1 $S --set guidance_scale=5 --out benchmarks/results/mv22/toy-mv3
+    distill3d bench run --suite benchmarks/results/mv22/ontop_single.txt --methods mvdream-sds --priors toy-mv \
+        --seeds 0,1,2 --workers 1 $S --set guidance_scale=5 --out benchmarks/results/mv22/toy-mv3_ontop
     python3 benchmarks/mv22.py > benchmarks/results/mv22/mv22.md
 
 Rows: mvdream-sds on toy-mv − SDS on toy; ISD on toy-mv (g_MV from groups of 4 views denoised jointly) − ISD on
 toy (g_MV one view at a time with its camera); mvdream-sds at CFG 15 on the re-shipped toy-mv − SDS on toy, and −
-mvdream-sds at CFG 50 on the first toy-mv (the toy-mv grids ran before the prior was re-shipped).
+mvdream-sds at CFG 50 on the first toy-mv (the toy-mv grids ran before the prior was re-shipped); mvdream-sds at
+CFG 5 − SDS on toy, and − mvdream-sds at CFG 15 (both on the re-shipped toy-mv).
 """
 
 from __future__ import annotations
@@ -58,8 +69,10 @@ MV = Arm("mvdream-sds on toy-mv", "mvdream-sds", "toy-mv", ("toy-mv", "toy-mv_on
 #: mvdream-sds at CFG 15 (its embedded-prior default since issue 21's [dev] choice) on the re-shipped toy-mv (camera-
 #: modulated text tokens): grids toy-mv2 and toy-mv2_ontop.
 MV2 = Arm("mvdream-sds CFG 15 on toy-mv (camera tokens)", "mvdream-sds", "toy-mv", ("toy-mv2", "toy-mv2_ontop"))
+#: mvdream-sds at CFG 5 (its embedded-prior default since issue 21's third round, chosen on the larger [dev]).
+MV3 = Arm("mvdream-sds CFG 5 on toy-mv (camera tokens)", "mvdream-sds", "toy-mv", ("toy-mv3", "toy-mv3_ontop"))
 PAIRS = ((MV, SDS), (Arm("isd on toy-mv", "isd", "toy-mv", ("toy-mv",)), Arm("isd on toy", "isd", "toy", ("toy",))),
-         (MV2, SDS), (MV2, MV))
+         (MV2, SDS), (MV2, MV), (MV3, SDS), (MV3, MV2))
 
 
 def _values(arm: Arm, kind: str, metric: str) -> dict[tuple, float]:

@@ -16,3 +16,12 @@ run() { name=$1; shift; distill3d bench run --suite "$P" --methods mvdream-sds -
 (run base; run cfg7.5 --set guidance_scale=7.5) &
 (run groups2 --set views_per_step=8 --set views_per_group=4; run rescale0 --set recon_std_rescale=0) &
 wait
+# Second wave (after the first table: CFG 7.5 won on every kind): one step further down, CFG 5, and the [dev]
+# singles at 15 / 7.5 / 5 (does a lower CFG cost single objects anything?). Faces have no [dev] prompts.
+if [[ "${WAVE2:-1}" == 1 ]]; then
+  D=benchmarks/results/levers/dev_singles.txt
+  single() { name=$1; shift; distill3d bench run --suite "$D" --methods mvdream-sds --priors toy-mv --seeds 0,1 \
+    --workers 1 --out "$O/singles_$name" "${S[@]}" "$@"; }
+  run cfg5 --set guidance_scale=5
+  single base; single cfg7.5 --set guidance_scale=7.5; single cfg5 --set guidance_scale=5
+fi

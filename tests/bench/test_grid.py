@@ -406,3 +406,33 @@ def test_remeasure_rejudges_saved_assets_without_optimising(tmp_path, tiny_prior
     assert float(rows[0]["match"]) == pytest.approx(before["row"]["match"], abs=1e-6)
     assert rows[0]["layout"] != "" and rows[0]["consistent"] in ("0", "1", "0.0", "1.0")
     assert float(rows[0]["seconds"]) == 42.0
+
+
+def test_a_finished_run_is_reused_only_with_the_settings_it_was_made_with(tmp_path):
+    from distill3d.bench.grid import check_reusable, result_path
+    from distill3d.pipeline.config import resolve_run_config
+    from distill3d.pipeline.generate import PRESET_FILE, run_preset
+    from distill3d.pipeline.priors import PriorSpec
+
+    spec = RunSpec("a red cube", "sds", "default", "toy", 0, (("steps", "2"),))
+    run_dir = result_path(tmp_path, spec).parent
+    run_dir.mkdir(parents=True)
+    check_reusable(tmp_path, spec)  # no preset.json (results.csv only): nothing to check
+    cfg, rest = resolve_run_config("sds", {"steps": "2", "seed": "0"})
+    preset = run_preset(spec.prompt, cfg, rest, PriorSpec(kind="toy"))[2]
+    (run_dir / PRESET_FILE).write_text(json.dumps(preset))
+    check_reusable(tmp_path, spec)  # made with what the spec resolves to today
+    preset["method_config"]["guidance_scale"] = 42.0  # a registry default that has changed since
+    (run_dir / PRESET_FILE).write_text(json.dumps(preset))
+    with pytest.raises(UserError, match="guidance_scale 42.0, and the same run would now use 15.0") as err:
+        check_reusable(tmp_path, spec)
+    assert "\n" not in str(err.value)
+    del preset["run"]["views_per_step"]  # a setting added after the run: refused unless None now
+    preset["method_config"]["guidance_scale"] = 15.0
+    (run_dir / PRESET_FILE).write_text(json.dumps(preset))
+    with pytest.raises(UserError, match="views_per_step"):
+        check_reusable(tmp_path, spec)
+    del preset["run"]["views_per_group"]  # ... and accepted where the new setting is None (its old meaning)
+    preset["run"]["views_per_step"] = cfg.views_per_step
+    (run_dir / PRESET_FILE).write_text(json.dumps(preset))
+    check_reusable(tmp_path, spec)

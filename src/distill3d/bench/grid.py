@@ -49,7 +49,14 @@ from distill3d.core.io import write_json_atomic, write_text_atomic
 from distill3d.core.state import load_state
 from distill3d.evaluation.toy import AZIMUTHS, judge_representation
 from distill3d.pipeline.config import RunConfig, resolve_run_config
-from distill3d.pipeline.generate import RUN_FILE, check_prompt, generate
+from distill3d.pipeline.generate import (
+    PRESET_FILE,
+    RUN_FILE,
+    check_prompt,
+    first_difference,
+    generate,
+    run_preset,
+)
 from distill3d.pipeline.loop import CHECKPOINT, build_method
 from distill3d.pipeline.priors import PRIOR_KINDS, PriorSpec, knows_toy_world, load_prior
 from distill3d.priors.base import Prior
@@ -270,6 +277,25 @@ def result_path(out_dir: Path, spec: RunSpec) -> Path:
     return out_dir / "runs" / spec.dir_name / RESULT_FILE
 
 
+def check_reusable(out_dir: Path, spec: RunSpec) -> None:
+    """A finished run is reused only when it was made with what ``spec`` resolves to now: a run id holds the
+    ``--set`` overrides, not the registry's defaults, so a default changed since the run (a method's CFG, a
+    camera range) would otherwise pass old runs off as new. A ``UserError`` names the run and the first setting
+    that differs. Runs without their ``preset.json`` (a failed start, or only ``results.csv`` from another
+    machine) are not checked."""
+    path = result_path(out_dir, spec).parent / PRESET_FILE
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    cfg, rest = resolve_run_config(spec.method, {**dict(spec.overrides), "seed": str(spec.seed)})
+    diff = first_difference(saved, run_preset(spec.prompt, cfg, rest, PriorSpec(kind=spec.prior))[2])
+    if diff is not None:
+        label, old, now = diff
+        raise UserError(f"{path.parent} was made with {label} {old}, and the same run would now use {now} (a "
+                        f"default changed since); give another --out, or --set the old value (a run of its own)")
+
+
 def read_result(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
@@ -365,6 +391,7 @@ def run_grid(specs: list[RunSpec], out_dir: Path, engine: Engine, log: Callable[
         labels = [s.preset for s in group]
         old = read_result(result_path(out_dir, group[0]))
         if old is not None:  # finished: only new preset labels to add
+            check_reusable(out_dir, group[0])
             if not set(labels) <= set(old["presets"]):
                 record(out_dir, group[0], old["row"], labels)
         else:

@@ -55,8 +55,8 @@ class RunConfig:
     view_azimuths: Literal["random", "even"] = "random"
     #: With view_azimuths=even: the step's views in consecutive groups of this many, each group from its own
     #: random azimuth, its views 360°/views_per_group apart (8 views in groups of 4: threestudio-mvdream's
-    #: batch of 8); 0: all the step's views one group.
-    views_per_group: int = 0
+    #: batch of 8); None: all the step's views one group.
+    views_per_group: int | None = None
     representation: str = "gaussians"  # a name of distill3d.scene.registry.REPRESENTATIONS
     #: The representation's run config (init, learning rates, densification), e.g. GaussianRunConfig;
     #: None: its defaults. Its fields are --set keys.
@@ -88,7 +88,8 @@ class RunConfig:
         """A ``UserError`` naming the first setting out of range (checked before a run writes anything)."""
         _in_range("steps", self.steps, 1, 1_000_000)
         _in_range("views_per_step", self.views_per_step, 1, 64)
-        _in_range("views_per_group", self.views_per_group, 0, self.views_per_step)
+        if self.views_per_group is not None:
+            _in_range("views_per_group", self.views_per_group, 1, self.views_per_step)
         if self.views_per_group and self.views_per_step % self.views_per_group:
             raise UserError(f"views_per_step ({self.views_per_step}) must be a multiple of views_per_group "
                             f"({self.views_per_group})")

@@ -87,17 +87,12 @@ def _label(key: str) -> str:
     return ".".join(parts)
 
 
-def check_resume_matches(out_dir: Path, preset: dict) -> None:
-    """``--resume`` continues a run only with the settings it started with (its ``preset.json``): a
-    ``UserError`` naming the first difference, checked in the order prompt, method, prior, representation,
-    then every other preset value. A setting the saved file lacks (added to distill3d after the run started) is
-    the same when this command leaves it at None, what such an optional setting means when absent."""
-    try:
-        saved = _flat(json.loads((out_dir / PRESET_FILE).read_text()))
-    except (OSError, ValueError):
-        raise UserError(f"cannot --resume {out_dir}: its {PRESET_FILE} (the settings the run started "
-                        f"with) is missing or unreadable; choose another --out") from None
-    new = _flat(json.loads(json.dumps(preset)))
+def first_difference(saved: dict, new: dict) -> tuple[str, str, str] | None:
+    """The first setting in which two presets (``preset.json`` trees) differ, as (its label, saved value, new
+    value), checked in the order prompt, method, prior, representation, then every other value; None when they
+    agree. A setting the saved tree lacks (added to distill3d after the run started) is the same when the new
+    one leaves it at None, what such an optional setting means when absent."""
+    saved, new = _flat(saved), _flat(json.loads(json.dumps(new)))
     first = ("prompt", "run.method", "prior", "run.representation")
 
     def rank(key: str) -> int:
@@ -106,10 +101,24 @@ def check_resume_matches(out_dir: Path, preset: dict) -> None:
     for key in sorted(dict.fromkeys([*saved, *new]), key=rank):  # stable: preset order within a rank
         old, given = (tree.get(key, "(not recorded)") for tree in (saved, new))
         if old != given and not (key not in saved and given is None):
-            old, given = (shorten(repr(v), 60) for v in (old, given))
-            raise UserError(f"cannot --resume {out_dir}: its {_label(key)} is {old} but this command gives "
-                            f"{given}; resume with the run's own settings (its {PRESET_FILE}) or choose another "
-                            f"--out")
+            return _label(key), shorten(repr(old), 60), shorten(repr(given), 60)
+    return None
+
+
+def check_resume_matches(out_dir: Path, preset: dict) -> None:
+    """``--resume`` continues a run only with the settings it started with (its ``preset.json``): a
+    ``UserError`` naming the first difference (``first_difference``)."""
+    try:
+        saved = json.loads((out_dir / PRESET_FILE).read_text())
+    except (OSError, ValueError):
+        raise UserError(f"cannot --resume {out_dir}: its {PRESET_FILE} (the settings the run started "
+                        f"with) is missing or unreadable; choose another --out") from None
+    diff = first_difference(saved, preset)
+    if diff is not None:
+        label, old, given = diff
+        raise UserError(f"cannot --resume {out_dir}: its {label} is {old} but this command gives "
+                        f"{given}; resume with the run's own settings (its {PRESET_FILE}) or choose another "
+                        f"--out")
 
 
 def check_prompt(prompt: str, prior_kind: str) -> None:
@@ -195,6 +204,19 @@ def export_run(rep: Representation, out_dir: Path, mesh_resolution: int = 64, vi
     return files
 
 
+def run_preset(prompt: str, cfg: RunConfig, method_overrides: dict[str, str], prior_spec: PriorSpec
+               ) -> tuple[GuidanceMethod, dict[str, tuple[str, str]], dict]:
+    """The method a run of these settings builds, the texts it replaces (``method_for_prior``) and the
+    ``preset.json`` it writes: the settings actually used."""
+    method, replaced = method_for_prior(cfg, method_overrides, prior_spec.kind)
+    check_method_texts(method, cfg.method, prior_spec.kind)
+    preset = {"prompt": prompt} | describe_config(cfg, method) | {"prior": dataclasses.asdict(prior_spec)}
+    if replaced:  # what the run conditions on instead of the method's own texts, and why
+        preset["replaced_texts"] = {path: {"was": was, "now": now, "why": f"the {prior_spec.kind} prior cannot "
+                                           "read it"} for path, (was, now) in replaced.items()}
+    return method, replaced, preset
+
+
 def generate(prompt: str, cfg: RunConfig, method_overrides: dict[str, str], out_dir: str | Path,
              prior_spec: PriorSpec = DEFAULT_PRIOR, prior: Prior | None = None, resume: bool = False,
              progress: bool = True, on_preview: PreviewCallback | None = None) -> RunResult:
@@ -203,12 +225,7 @@ def generate(prompt: str, cfg: RunConfig, method_overrides: dict[str, str], out_
     out_dir = Path(out_dir)
     check_prompt(prompt, prior_spec.kind)
     check_out_dir(out_dir, resume)
-    method, replaced = method_for_prior(cfg, method_overrides, prior_spec.kind)
-    check_method_texts(method, cfg.method, prior_spec.kind)
-    preset = {"prompt": prompt} | describe_config(cfg, method) | {"prior": dataclasses.asdict(prior_spec)}
-    if replaced:  # what the run conditions on instead of the method's own texts, and why
-        preset["replaced_texts"] = {path: {"was": was, "now": now, "why": f"the {prior_spec.kind} prior cannot "
-                                           "read it"} for path, (was, now) in replaced.items()}
+    method, replaced, preset = run_preset(prompt, cfg, method_overrides, prior_spec)
     for path, (was, now) in replaced.items():
         print(f"note: {path} {shorten(was)!r} is not a text the {prior_spec.kind} prior reads, so this run uses "
               f"{'the empty prompt ' if now == '' else ''}{now!r} instead (recorded in {PRESET_FILE}; --set "

@@ -126,7 +126,7 @@ def camera_sampling(cfg: RunConfig) -> CameraSampleConfig:
     return CameraSampleConfig(elevation_range=(cfg.elevation_min, cfg.elevation_max),
                               distance_range=(cfg.distance_min, cfg.distance_max),
                               fov_range=(cfg.fov_min, cfg.fov_max), front_bias=cfg.front_bias,
-                              even_azimuths=cfg.view_azimuths == "even", azimuth_group=cfg.views_per_group)
+                              even_azimuths=cfg.view_azimuths == "even", azimuth_group=cfg.views_per_group or 0)
 
 
 def _initial(cfg: RunConfig, source: EditSource | None, generator: torch.Generator) -> Representation:
