@@ -7,8 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 P=benchmarks/results/levers/dev_pairs.txt
 O=${LEVERS_OUT:-benchmarks/results/mv_levers}
-S=(--set views_per_step=4 --set view_azimuths=even --set elevation_max=30)
-run() { name=$1; shift; nice -n 5 distill3d bench run --suite "$P" --methods mvdream-sds --priors toy-mv --seeds 0,1 \
-  --workers 1 --out "$O/$name" "${S[@]}" "$@"; }
+source benchmarks/mv_levers_lib.sh
 run cfg15 --set guidance_scale=15
 run cfg15_wide --set guidance_scale=15 --set init_radius=0.9
