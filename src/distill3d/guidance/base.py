@@ -363,6 +363,14 @@ def camera_tuples(cameras: Cameras) -> list[tuple[float, float]]:
     return [(float(a), float(e)) for a, e in zip(cameras.azimuth, cameras.elevation)]
 
 
+def camera_rows(text: str, cameras: Cameras, joint: int, first_group: int | None) -> list[Condition]:
+    """One row per view: ``text`` with the view's camera π. With ``first_group`` set, each run of ``joint``
+    consecutive views is one ``view_group`` (first_group, first_group + 1, ...), denoised jointly by a multi-view
+    prior; None: every view alone with its camera."""
+    return [Condition(text, camera=p, view_group=None if first_group is None else first_group + i // joint)
+            for i, p in enumerate(camera_tuples(cameras))]
+
+
 def sample_t_and_noise(prior: Prior, schedule: TimestepSchedule, inp: GuidanceInput,
                        generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """Draw t [B] (first) and ε [B, C, h, w] (second) from ``generator``; the order is part of the

@@ -49,7 +49,7 @@ from distill3d.guidance.base import (
     TimestepSchedule,
     UniformTimesteps,
     Weighting,
-    camera_tuples,
+    camera_rows,
     cfg,
     finish,
     in_even_groups,
@@ -162,7 +162,6 @@ class ISD(GuidanceMethod):
         b, eps = n.z.shape[0], n.eps
         texts = view_prompts(inp.prompt, inp.cameras, c.view_dependent)
         ref = self.reference.to(n.z.device)
-        cams = camera_tuples(inp.cameras)
         groups = {"ip": [Condition(y, ref, c.image_scale) for y in texts],  # ε̂_IP(z_t; y, x_ref)
                   "null": [Condition("")] * b}  # ε̂(z_t; ∅), shared by both CFGs ("text")
         if c.unconditional == "zero-image":
@@ -170,11 +169,8 @@ class ISD(GuidanceMethod):
         if c.mode == "isd":
             groups["text"] = [Condition(y) for y in texts]  # ε̂(z_t; y)
         if beta_schedule is not None:
-            group = (lambda i, first: first + i // joint) if grouped else (lambda i, first: None)
-            groups["mv"] = [Condition(inp.prompt, camera=p, view_group=group(i, 0))  # ε̂_MV(z_t; y, π)
-                            for i, p in enumerate(cams)]
-            groups["mv_null"] = [Condition("", camera=p, view_group=group(i, b // joint))  # ε̂_MV(z_t; ∅, π)
-                                 for i, p in enumerate(cams)]
+            groups["mv"] = camera_rows(inp.prompt, inp.cameras, joint, 0 if grouped else None)  # ε̂_MV(z_t; y, π)
+            groups["mv_null"] = camera_rows("", inp.cameras, joint, b // joint if grouped else None)  # ε̂_MV(z_t; ∅, π)
         pred = dict(zip(groups, predict_groups(prior, [(n.z_t, n.t, conds) for conds in groups.values()])))
         w = weight(c.weighting, n.abar)
         eps_ip = cfg(pred.get("ip_null", pred["null"]), pred["ip"], c.guidance_scale)  # ε̂_IP,cfg(z_t; y, x_ref)

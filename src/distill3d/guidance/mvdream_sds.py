@@ -44,7 +44,7 @@ from distill3d.guidance.base import (
     GuidanceMethod,
     GuidanceOutput,
     TimestepSchedule,
-    camera_tuples,
+    camera_rows,
     cfg,
     finish,
     in_even_groups,
@@ -53,7 +53,7 @@ from distill3d.guidance.base import (
     predict_x0,
     weight,
 )
-from distill3d.priors.base import Condition, Prior, require_joint_views
+from distill3d.priors.base import Prior, require_joint_views
 
 #: Views a group holds (threestudio-mvdream's ``n_view``), 360°/VIEWS apart in azimuth.
 VIEWS = 4
@@ -141,13 +141,9 @@ class MVDreamSDS(GuidanceMethod):
         check_groups(inp.cameras)
         n = noise_latents(prior, c.timesteps, inp, generator)  # one t, ε per view, z_t = √ᾱ z + √(1−ᾱ) ε
         b = n.z.shape[0]
-        cams = camera_tuples(inp.cameras)
-
-        def rows(text: str, first_group: int) -> list[Condition]:
-            return [Condition(text, camera=cams[i], view_group=first_group + i // VIEWS) for i in range(b)]
-
-        eps_y, eps_null = predict_groups(prior, [(n.z_t, n.t, rows(inp.prompt, 0)),
-                                                 (n.z_t, n.t, rows(c.negative_prompt, b // VIEWS))])
+        eps_y, eps_null = predict_groups(prior, [(n.z_t, n.t, camera_rows(inp.prompt, inp.cameras, VIEWS, 0)),
+                                                 (n.z_t, n.t, camera_rows(c.negative_prompt, inp.cameras, VIEWS,
+                                                                          b // VIEWS))])
         eps_hat = cfg(eps_null, eps_y, c.guidance_scale)  # CFG, s = 50
         if not c.recon_loss:
             return finish(weight("sds", n.abar) * (eps_hat - n.eps), n.t, 1, 2 * b)  # DreamFusion's SDS

@@ -20,6 +20,7 @@ from distill3d.guidance.csd import CSD, CSDConfig
 from distill3d.guidance.dds import DDS, DDSConfig
 from distill3d.guidance.isd import ISD, ISDConfig
 from distill3d.guidance.ism import ISM, ISMConfig
+from distill3d.guidance.mv_term import UDSMV, AnchorDSMV, AnchorDSMVConfig, MultiViewTermConfig, UDSMVConfig
 from distill3d.guidance.mvdream_sds import MVDreamSDS, MVDreamSDSConfig
 from distill3d.guidance.nfsd import NFSD, NFSDConfig
 from distill3d.guidance.pds import PDS, PDSConfig
@@ -91,6 +92,14 @@ METHODS: tuple[MethodEntry, ...] = (
                 "--set views_per_step=4 --set view_azimuths=even), CFG 5 (the embedded prior's, chosen on toy-claims "
                 "[dev]; threestudio-mvdream's 50: preset mvdream-release), x̂0 reconstruction, t 0.98 → [0.02, 0.5]",
                 {"guidance_scale": TOY_MV_CFG}),
+    MethodEntry("anchords-mv", "generate", AnchorDSMV, AnchorDSMVConfig,
+                "AnchorDS + β(τ)·g_MV (ModeDreamer Eq. 8-9, β 0.6 → 0.02): a camera-conditioned (on toy-mv with 4 "
+                "views at 90°: joint) SDS term at CFG 15, one more prior call",
+                {"base": AnchorDSConfig(image_scale=TOY_IMAGE_SCALE), "mv": MultiViewTermConfig(guidance_scale=TOY_CFG)}),
+    MethodEntry("uds-mv", "generate", UDSMV, UDSMVConfig,
+                "UDS + β(τ)·g_MV (ModeDreamer Eq. 8-9, β 0.6 → 0.02): a camera-conditioned (on toy-mv with 4 views "
+                "at 90°: joint) SDS term at CFG 15, one more prior call",
+                {"mv": MultiViewTermConfig(guidance_scale=TOY_CFG)}),
     MethodEntry("uds", "edit", UDSEdit, UDSEditConfig,
                 "UDS editing (Eq. 14): x̂0^tgt − x̂0^src + 7.5(δ_cls^tgt − δ_cls^src); DDIM x̂0: --set x0_steps=4"),
     MethodEntry("dds", "edit", DDS, DDSConfig, "DDS: ε̂_cfg(z_t^tgt;y_tgt) − ε̂_cfg(z_t^src;y_src), CFG 100"),

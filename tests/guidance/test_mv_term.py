@@ -1,0 +1,96 @@
+"""The β-weighted multi-view term (guidance/mv_term.py) against a hand-written Eq. 8-9, on the tiny priors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from distill3d.core.errors import UserError
+from distill3d.guidance.anchords import AnchorDS, AnchorDSConfig, CodeForm
+from distill3d.guidance.base import Constant
+from distill3d.guidance.mv_term import UDSMV, AnchorDSMV, AnchorDSMVConfig, MultiViewTermConfig, UDSMVConfig
+from distill3d.guidance.uds import UDS
+from distill3d.priors.base import Condition, ViewCapabilities
+
+from .contract import PROMPT, GuidanceContract, make_input
+from .joint_prior import JointTinyPrior
+from .tiny_prior import TinyPrior
+
+BETA = 0.4
+S = 15.0
+
+
+class TestUDSMVContractOnTheJointPrior(GuidanceContract):
+    batch = 8  # two groups of 4 views at 90°
+
+    def make_prior(self):
+        return JointTinyPrior()
+
+    def make_method(self):
+        return UDSMV(UDSMVConfig(mv=MultiViewTermConfig(guidance_scale=S)))
+
+
+def _mv_reference(prior, inp, generator: torch.Generator, grouped: bool) -> torch.Tensor:
+    """Eq. 8 written out: t' uniform in [20, 980] per view (the first view's for a whole group of 4), ε' per view,
+    each group (or each view) denoised on its own, CFG S, w = 1 − ᾱ."""
+    b = inp.latents.shape[0]
+    t = torch.randint(20, 981, (b,), generator=generator)
+    eps = torch.randn(inp.latents.shape, generator=generator)
+    if grouped:
+        t = t.reshape(-1, 4)[:, :1].expand(-1, 4).reshape(-1)
+    a = prior.alphas_cumprod[t][:, None, None, None]
+    z_t = a.sqrt() * inp.latents.detach() + (1 - a).sqrt() * eps
+    cams = [(float(az), float(el)) for az, el in zip(inp.cameras.azimuth, inp.cameras.elevation)]
+    size = 4 if grouped else 1
+    out = []
+    for k in range(0, b, size):
+        rows = slice(k, k + size)
+        pred = {text: prior.predict_noise(z_t[rows], t[rows], [Condition(text, camera=cams[i], view_group=0 if grouped
+                                                                         else None) for i in range(k, k + size)])
+                for text in (PROMPT, "")}
+        out.append(pred[""] + S * (pred[PROMPT] - pred[""]))
+    return (1 - a) * (torch.cat(out) - eps)
+
+
+@pytest.mark.parametrize("joint", [False, True])
+def test_the_term_is_the_base_gradient_plus_beta_times_eq_8(joint):
+    prior = JointTinyPrior() if joint else TinyPrior()
+    inp = make_input(prior, batch=8 if joint else 3)
+    base_cfg = AnchorDSConfig(image_scale=0.3)
+    method = AnchorDSMV(AnchorDSMVConfig(base_cfg, MultiViewTermConfig(beta=Constant(BETA), guidance_scale=S)))
+    out = method(prior, inp, torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    base = AnchorDS(base_cfg)(prior, inp, g)  # the base method draws first, from the same generator
+    g_mv = _mv_reference(prior, inp, g, grouped=joint)
+    assert torch.allclose(out.grad, base.grad + BETA * g_mv, atol=1e-5)
+    assert torch.equal(out.t, base.t)
+    assert out.num_prior_calls == base.num_prior_calls + 1 == method.prior_calls_per_step
+    assert out.num_prior_evals == base.num_prior_evals + 2 * inp.latents.shape[0]
+
+
+def test_beta_zero_leaves_the_base_method_exactly():
+    prior = TinyPrior()
+    inp = make_input(prior)
+    method = UDSMV(UDSMVConfig(mv=MultiViewTermConfig(beta=Constant(0.0))))
+    out = method(prior, inp, torch.Generator().manual_seed(2))
+    assert torch.equal(out.grad, UDS()(prior, inp, torch.Generator().manual_seed(2)).grad)
+
+
+def test_a_prior_that_ignores_cameras_is_refused_at_set_up_in_one_line():
+    class CameraBlind(TinyPrior):
+        view_capabilities = ViewCapabilities()
+
+    with pytest.raises(UserError, match="anchords-mv's multi-view term g_MV .* needs a prior that conditions on "
+                                        "cameras") as err:
+        AnchorDSMV().setup(CameraBlind(), PROMPT, seed=0)
+    assert "\n" not in str(err.value)
+
+
+def test_the_registry_entries_keep_the_base_methods_preset_and_name_their_keys():
+    from distill3d.guidance import GENERATE_METHODS
+
+    entry = GENERATE_METHODS["anchords-mv"]
+    assert entry.config().base == GENERATE_METHODS["anchords"].config()
+    assert entry.config().mv.guidance_scale == GENERATE_METHODS["sds"].config().guidance_scale
+    code = AnchorDSMV(AnchorDSMVConfig(base=AnchorDSConfig(form=CodeForm())))
+    assert code.grammar_fallbacks() and all(k.startswith("base.") for k in code.grammar_fallbacks())
