@@ -12,7 +12,9 @@ Both grids run the same cameras: 4 views per step at 90° (view_azimuths=even), 
         --seeds 0 --workers 1 $S --out benchmarks/results/mv22/toy-mv_ontop
     distill3d bench run --suite benchmarks/results/mv22/ontop_single.txt --methods sds --priors toy \
         --seeds 0 --workers 1 $S --out benchmarks/results/mv22/toy_ontop
-    # issue 21: mvdream-sds at its CFG 15 default on the re-shipped toy-mv (camera-modulated text tokens)
+    # issue 21: mvdream-sds at its CFG 15 default on the re-shipped toy-mv (camera-modulated text tokens); CFG 5 is
+    # the default since, so a rerun of the two toy-mv2 grids is refused (bench.grid.check_reusable): remake them
+    # with --set guidance_scale=15 (new run ids)
     distill3d bench run --suite benchmarks/results/mv22/faces_nextto.txt --methods mvdream-sds --priors toy-mv \
         --seeds 0,1,2 --workers 2 $S --out benchmarks/results/mv22/toy-mv2
     distill3d bench run --suite benchmarks/results/mv22/ontop_single.txt --methods mvdream-sds --priors toy-mv \
