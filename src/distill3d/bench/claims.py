@@ -360,8 +360,10 @@ def write_ledger(results: list[ClaimResult], out: Path, command: str, seeds: lis
 
 
 def run_claims(out_dir: Path, seeds: list[int], engine, claims: tuple[Claim, ...] = CLAIMS, run: bool = True,
-               log: Callable[[str], None] = print) -> str:
-    """Run (or resume) every claim's runs, seed by seed, then write ``out_dir/claims.md``; returns its text."""
+               log: Callable[[str], None] = print, ledger: tuple[Claim, ...] = CLAIMS) -> str:
+    """Run (or resume) the runs of ``claims``, seed by seed, then write ``out_dir/claims.md`` with a row for every
+    claim of ``ledger`` (all of them by default, so that advancing a few claims never drops the others' rows
+    from the file); returns its text."""
     edit_claims = [c for c in claims if c.edit]
     edit_methods = list(dict.fromkeys(m for c in edit_claims for m in (c.treatment.method, c.baseline.method)))
     pairs = [make_pair(s, t) for s, t in claims_edit_pairs()]
@@ -379,7 +381,7 @@ def run_claims(out_dir: Path, seeds: list[int], engine, claims: tuple[Claim, ...
     rows = read_results(out_dir) if (out_dir / "results.csv").is_file() else []
     edit_runs = _edit_runs(out_dir / "edit")
     results = []
-    for c in claims:
+    for c in ledger:
         if c.edit:
             results.append(evaluate_edit(c, edit_runs))
         else:
