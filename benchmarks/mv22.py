@@ -29,6 +29,11 @@ Both grids run the same cameras: 4 views per step at 90° (view_azimuths=even), 
         --seeds 0,1,2 --workers 1 $S --set guidance_scale=5 --out benchmarks/results/mv22/toy-mv3
     distill3d bench run --suite benchmarks/results/mv22/ontop_single.txt --methods mvdream-sds --priors toy-mv \
         --seeds 0,1,2 --workers 1 $S --set guidance_scale=5 --out benchmarks/results/mv22/toy-mv3_ontop
+    # issue 22: AnchorDS and UDS unchanged against the same with ModeDreamer's β-weighted multi-view term, on toy-mv
+    distill3d bench run --suite benchmarks/results/mv22/faces_nextto.txt --methods anchords,anchords-mv \
+        --priors toy-mv --seeds 0,1 --workers 1 $S --out benchmarks/results/mv22/toy-mv_terms
+    distill3d bench run --suite benchmarks/results/mv22/faces_nextto.txt --methods uds,uds-mv --priors toy-mv \
+        --seeds 0 --workers 1 $S --out benchmarks/results/mv22/toy-mv_terms_uds
     python3 benchmarks/mv22.py > benchmarks/results/mv22/mv22.md
 
 Rows: mvdream-sds on toy-mv − SDS on toy; ISD on toy-mv (g_MV from groups of 4 views denoised jointly) − ISD on
@@ -73,8 +78,11 @@ MV = Arm("mvdream-sds on toy-mv", "mvdream-sds", "toy-mv", ("toy-mv", "toy-mv_on
 MV2 = Arm("mvdream-sds CFG 15 on toy-mv (camera tokens)", "mvdream-sds", "toy-mv", ("toy-mv2", "toy-mv2_ontop"))
 #: mvdream-sds at CFG 5 (its embedded-prior default since issue 21's third round, chosen on the larger [dev]).
 MV3 = Arm("mvdream-sds CFG 5 on toy-mv (camera tokens)", "mvdream-sds", "toy-mv", ("toy-mv3", "toy-mv3_ontop"))
+#: AnchorDS / UDS with ModeDreamer's β-weighted multi-view term against themselves, both on toy-mv (issue 22).
+TERMS = tuple((Arm(f"{m}-mv on toy-mv", f"{m}-mv", "toy-mv", (g,)), Arm(f"{m} on toy-mv", m, "toy-mv", (g,)))
+              for m, g in (("anchords", "toy-mv_terms"), ("uds", "toy-mv_terms_uds")))
 PAIRS = ((MV, SDS), (Arm("isd on toy-mv", "isd", "toy-mv", ("toy-mv",)), Arm("isd on toy", "isd", "toy", ("toy",))),
-         (MV2, SDS), (MV2, MV), (MV3, SDS), (MV3, MV2))
+         (MV2, SDS), (MV2, MV), (MV3, SDS), (MV3, MV2), *TERMS)
 
 
 def _values(arm: Arm, kind: str, metric: str) -> dict[tuple, float]:
