@@ -48,13 +48,21 @@ class JointAnalyticPrior(AnalyticPrior):
     view_capabilities = ViewCapabilities(joint_views=4)
 
 
+class CameraAnalyticPrior(AnalyticPrior):
+    """The analytic prior declared camera-conditioned: its data look the same from every view, so the exact score
+    ignoring the camera is the camera-conditioned one (for methods whose set-up needs camera conditioning)."""
+
+    view_capabilities = ViewCapabilities(conditions_on_cameras=True)
+
+
 @pytest.mark.parametrize("name", list(GENERATE_METHODS))
 def test_every_method_moves_a_blue_start_into_the_red_mode(name):
     """Mode seeking toward the prompt's mode (with CFG a method may end beyond μ_red, oversaturated: the check
     is the mode's posterior, which starts at ~0). A method guiding groups of views (mvdream-sds) gets one group
     of 4 views at 90° on the analytic prior declared multi-view."""
     views = getattr(GENERATE_METHODS[name].cls, "joint_views", 1)
-    prior = AnalyticPrior() if views == 1 else JointAnalyticPrior()
+    cameras = getattr(GENERATE_METHODS[name].cls, "needs_camera_conditioning", False)
+    prior = JointAnalyticPrior() if views > 1 else CameraAnalyticPrior() if cameras else AnalyticPrior()
     start = prior.mean("blue")[None] + 0.05 * torch.randn(max(2, views), 3, 4, 4,
                                                           generator=torch.Generator().manual_seed(0))
     assert prior.posterior(start)[:, 0].max() < 1e-3

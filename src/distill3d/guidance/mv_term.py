@@ -17,6 +17,7 @@ CFG of the term: the toy prior's SDS scale by default (the registry's; the paper
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -55,6 +56,9 @@ class MultiViewTermConfig:
 
 class WithMultiViewTerm(GuidanceMethod):
     """``base``'s gradient plus β(τ)·g_MV; every other hook is the base method's."""
+
+    #: Set-up refuses a prior that ignores cameras (``ViewCapabilities.conditions_on_cameras``).
+    needs_camera_conditioning: ClassVar[bool] = True
 
     def __init__(self, base: GuidanceMethod, term: MultiViewTermConfig, name: str) -> None:
         self.base, self.term, self.name = base, term, name
