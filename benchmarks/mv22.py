@@ -31,9 +31,11 @@ Both grids run the same cameras: 4 views per step at 90° (view_azimuths=even), 
         --seeds 0,1,2 --workers 1 $S --set guidance_scale=5 --out benchmarks/results/mv22/toy-mv3_ontop
     # issue 22: AnchorDS and UDS unchanged against the same with ModeDreamer's β-weighted multi-view term, on toy-mv
     distill3d bench run --suite benchmarks/results/mv22/faces_nextto.txt --methods anchords,anchords-mv \
-        --priors toy-mv --seeds 0,1 --workers 1 $S --out benchmarks/results/mv22/toy-mv_terms
+        --priors toy-mv --seeds 0,1,2 --workers 1 $S --out benchmarks/results/mv22/toy-mv_terms
     distill3d bench run --suite benchmarks/results/mv22/faces_nextto.txt --methods uds,uds-mv --priors toy-mv \
         --seeds 0 --workers 1 $S --out benchmarks/results/mv22/toy-mv_terms_uds
+    distill3d bench run --suite benchmarks/results/mv22/ontop_single.txt --methods anchords-mv --priors toy-mv \
+        --seeds 0,1,2 --workers 1 $S --out benchmarks/results/mv22/toy-mv_terms_ontop
     python3 benchmarks/mv22.py > benchmarks/results/mv22/mv22.md
 
 Rows: mvdream-sds on toy-mv − SDS on toy; ISD on toy-mv (g_MV from groups of 4 views denoised jointly) − ISD on
@@ -81,8 +83,10 @@ MV3 = Arm("mvdream-sds CFG 5 on toy-mv (camera tokens)", "mvdream-sds", "toy-mv"
 #: AnchorDS / UDS with ModeDreamer's β-weighted multi-view term against themselves, both on toy-mv (issue 22).
 TERMS = tuple((Arm(f"{m}-mv on toy-mv", f"{m}-mv", "toy-mv", (g,)), Arm(f"{m} on toy-mv", m, "toy-mv", (g,)))
               for m, g in (("anchords", "toy-mv_terms"), ("uds", "toy-mv_terms_uds")))
+#: anchords-mv on every kind (on top of and single: grid toy-mv_terms_ontop) against SDS and mvdream-sds.
+AMV = Arm("anchords-mv on toy-mv", "anchords-mv", "toy-mv", ("toy-mv_terms", "toy-mv_terms_ontop"))
 PAIRS = ((MV, SDS), (Arm("isd on toy-mv", "isd", "toy-mv", ("toy-mv",)), Arm("isd on toy", "isd", "toy", ("toy",))),
-         (MV2, SDS), (MV2, MV), (MV3, SDS), (MV3, MV2), *TERMS)
+         (MV2, SDS), (MV2, MV), (MV3, SDS), (MV3, MV2), *TERMS, (AMV, SDS), (AMV, MV3))
 
 
 def _values(arm: Arm, kind: str, metric: str) -> dict[tuple, float]:
