@@ -36,6 +36,12 @@ Both grids run the same cameras: 4 views per step at 90° (view_azimuths=even), 
         --seeds 0 --workers 1 $S --out benchmarks/results/mv22/toy-mv_terms_uds
     distill3d bench run --suite benchmarks/results/mv22/ontop_single.txt --methods anchords-mv --priors toy-mv \
         --seeds 0,1,2 --workers 1 $S --out benchmarks/results/mv22/toy-mv_terms_ontop
+    # issue 21, fourth round: anchords-mv on the toy pair (AnchorDS's rows on toy, the term's camera rows on toy-mv:
+    # --priors toy+toy-mv), chosen on [dev] by benchmarks/amv_levers.sh
+    distill3d bench run --suite benchmarks/results/mv22/faces_nextto.txt --methods anchords-mv --priors toy+toy-mv \
+        --seeds 0,1,2 --workers 2 $S --out benchmarks/results/mv22/toy-pair_terms
+    distill3d bench run --suite benchmarks/results/mv22/ontop_single.txt --methods anchords-mv --priors toy+toy-mv \
+        --seeds 0,1,2 --workers 2 $S --out benchmarks/results/mv22/toy-pair_terms_ontop
     python3 benchmarks/mv22.py > benchmarks/results/mv22/mv22.md
 
 Rows: mvdream-sds on toy-mv − SDS on toy; ISD on toy-mv (g_MV from groups of 4 views denoised jointly) − ISD on
@@ -85,8 +91,11 @@ TERMS = tuple((Arm(f"{m}-mv on toy-mv", f"{m}-mv", "toy-mv", (g,)), Arm(f"{m} on
               for m, g in (("anchords", "toy-mv_terms"), ("uds", "toy-mv_terms_uds")))
 #: anchords-mv on every kind (on top of and single: grid toy-mv_terms_ontop) against SDS and mvdream-sds.
 AMV = Arm("anchords-mv on toy-mv", "anchords-mv", "toy-mv", ("toy-mv_terms", "toy-mv_terms_ontop"))
+#: anchords-mv on the toy pair (issue 21's fourth round) against SDS, mvdream-sds and itself on toy-mv alone.
+AMV_PAIR = Arm("anchords-mv on toy+toy-mv", "anchords-mv", "toy+toy-mv", ("toy-pair_terms", "toy-pair_terms_ontop"))
 PAIRS = ((MV, SDS), (Arm("isd on toy-mv", "isd", "toy-mv", ("toy-mv",)), Arm("isd on toy", "isd", "toy", ("toy",))),
-         (MV2, SDS), (MV2, MV), (MV3, SDS), (MV3, MV2), *TERMS, (AMV, SDS), (AMV, MV3))
+         (MV2, SDS), (MV2, MV), (MV3, SDS), (MV3, MV2), *TERMS, (AMV, SDS), (AMV, MV3), (AMV_PAIR, SDS),
+         (AMV_PAIR, AMV), (AMV_PAIR, MV3))
 
 
 def _values(arm: Arm, kind: str, metric: str) -> dict[tuple, float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from distill3d.bench.engines import serial
 from distill3d.bench.grid import (
     COLUMNS,
     RunSpec,
+    check_specs,
     downsample,
     make_specs,
     measure_run,
@@ -30,6 +32,8 @@ from distill3d.core.errors import UserError
 from distill3d.evaluation.toy import AZIMUTHS, color_error, silhouette_iou
 from distill3d.pipeline.config import resolve_run_config
 from distill3d.pipeline.loop import build_method
+from distill3d.pipeline.priors import PriorSpec
+from distill3d.priors.toy.prior import ToyPrior
 from distill3d.toyworld.grammar import parse_caption
 
 from .conftest import lively_prior
@@ -221,12 +225,39 @@ def test_grid_runs_records_resumes_and_never_duplicates(tmp_path, tiny_prior, mo
     assert len(merge(out)) == 5
 
 
+def test_a_toy_pair_runs_as_one_prior_named_in_the_run_and_judged(tmp_path, monkeypatch):
+    """``--priors toy+toy-mv``: AnchorDS's rows on the base, the multi-view term's on the second prior; the run id,
+    the directory and the row name the pair, and the asset is judged against the toy world."""
+    from distill3d.priors.paired import PairedPrior
+    from distill3d.priors.toy.model import with_views
+
+    loaded = []
+
+    def load(spec):
+        loaded.append(spec)
+        base = lively_prior()
+        return PairedPrior(base, ToyPrior(with_views(lively_prior(1).model, 4)))
+
+    monkeypatch.setattr(grid, "_PRIORS", {})
+    monkeypatch.setattr(grid, "load_prior", load)
+    four = {**TINY, "views_per_step": "4", "view_azimuths": "even"}
+    specs = make_specs(["a red cube next to a blue sphere"], ["anchords-mv"], {"default": {}}, ["toy+toy-mv"], [0],
+                       four)
+    check_specs(specs)
+    rows = run_grid(specs, tmp_path / "b", serial(), log=lambda line: None)
+    assert loaded == [PriorSpec("toy", mv_prior="toy-mv")]
+    assert rows[0]["prior"] == "toy+toy-mv" and not rows[0]["note"] and rows[0]["kind"] == "next to"
+    assert "_toy+toy-mv_" in specs[0].dir_name and specs[0].run_id != replace(specs[0], prior="toy-mv").run_id
+
+
 def test_bench_run_command_checks_input_before_running(tmp_path, capsys):
     out = tmp_path / "b"
     assert main(["bench", "run", "--suite", "toy-core", "--methods", "sds,magic", "--seeds", "0", "--out", str(out)]) == 2
     assert "unknown generate method 'magic'" in capsys.readouterr().err
     assert main(["bench", "run", "--suite", "toy-core", "--priors", "toy,nope", "--out", str(out)]) == 2
     assert "unknown prior 'nope'" in capsys.readouterr().err
+    assert main(["bench", "run", "--suite", "toy-core", "--priors", "toy+sd", "--out", str(out)]) == 2
+    assert "unknown prior 'sd' in 'toy+sd'" in capsys.readouterr().err
     assert main(["bench", "run", "--suite", "toy-core", "--seeds", "x", "--out", str(out)]) == 2
     assert main(["bench", "run", "--suite", "no-such-suite", "--out", str(out)]) == 2
     assert not out.exists()

@@ -8,7 +8,16 @@ import torch
 from distill3d.core.errors import UserError
 from distill3d.guidance.anchords import AnchorDS, AnchorDSConfig, CodeForm
 from distill3d.guidance.base import Constant
-from distill3d.guidance.mv_term import UDSMV, AnchorDSMV, AnchorDSMVConfig, MultiViewTermConfig, UDSMVConfig
+from distill3d.guidance.mv_term import (
+    SDSMV,
+    UDSMV,
+    AnchorDSMV,
+    AnchorDSMVConfig,
+    MultiViewTermConfig,
+    SDSMVConfig,
+    UDSMVConfig,
+)
+from distill3d.guidance.sds import SDS, SDSConfig
 from distill3d.guidance.uds import UDS
 from distill3d.priors.base import Condition, ViewCapabilities
 
@@ -68,12 +77,16 @@ def test_the_term_is_the_base_gradient_plus_beta_times_eq_8(joint):
     assert out.num_prior_evals == base.num_prior_evals + 2 * inp.latents.shape[0]
 
 
-def test_beta_zero_leaves_the_base_method_exactly():
+@pytest.mark.parametrize("wrapped", ["uds", "sds"])
+def test_beta_zero_leaves_the_base_method_exactly(wrapped):
     prior = TinyPrior()
     inp = make_input(prior)
-    method = UDSMV(UDSMVConfig(mv=MultiViewTermConfig(beta=Constant(0.0))))
+    zero = MultiViewTermConfig(beta=Constant(0.0))
+    method, base = ((UDSMV(UDSMVConfig(mv=zero)), UDS()) if wrapped == "uds"
+                    else (SDSMV(SDSMVConfig(SDSConfig(guidance_scale=S), zero)), SDS(SDSConfig(guidance_scale=S))))
     out = method(prior, inp, torch.Generator().manual_seed(2))
-    assert torch.equal(out.grad, UDS()(prior, inp, torch.Generator().manual_seed(2)).grad)
+    assert torch.equal(out.grad, base(prior, inp, torch.Generator().manual_seed(2)).grad)
+    assert method.prior_calls_per_step == base.prior_calls_per_step + 1
 
 
 def test_a_prior_that_ignores_cameras_is_refused_at_set_up_in_one_line():
@@ -91,6 +104,24 @@ def test_the_registry_entries_keep_the_base_methods_preset_and_name_their_keys()
 
     entry = GENERATE_METHODS["anchords-mv"]
     assert entry.config().base == GENERATE_METHODS["anchords"].config()
+    assert GENERATE_METHODS["sds-mv"].config().base == GENERATE_METHODS["sds"].config()
     assert entry.config().mv.guidance_scale == GENERATE_METHODS["sds"].config().guidance_scale
     code = AnchorDSMV(AnchorDSMVConfig(base=AnchorDSConfig(form=CodeForm())))
     assert code.grammar_fallbacks() and all(k.startswith("base.") for k in code.grammar_fallbacks())
+
+
+def test_on_a_pair_the_base_method_reads_the_base_prior_and_the_term_the_multi_view_one():
+    """``--prior toy --mv-prior toy-mv`` (ModeDreamer's split): AnchorDS's rows (text, image) go to the base, the
+    term's camera rows to the multi-view prior, so the gradient is AnchorDS on the base alone + β·Eq. 8 on the
+    multi-view prior alone."""
+    from distill3d.priors.paired import PairedPrior
+
+    base, mv = TinyPrior(seed=3), JointTinyPrior()
+    inp = make_input(base, batch=8)
+    base_cfg = AnchorDSConfig(image_scale=0.3)
+    method = AnchorDSMV(AnchorDSMVConfig(base_cfg, MultiViewTermConfig(beta=Constant(BETA), guidance_scale=S)))
+    out = method(PairedPrior(base, mv), inp, torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    expected = AnchorDS(base_cfg)(base, inp, g).grad + BETA * _mv_reference(mv, inp, g, grouped=True)
+    assert torch.allclose(out.grad, expected, atol=1e-5)
+    assert not torch.allclose(out.grad, method(base, inp, torch.Generator().manual_seed(5)).grad, atol=1e-3)

@@ -15,12 +15,14 @@ from test_toy_train import fake_data
 from distill3d.cli.main import main
 from distill3d.core.cameras import Cameras
 from distill3d.core.errors import UserError
+from distill3d.pipeline.priors import PriorSpec, load_prior, parse_prior
 from distill3d.priors.base import Condition, ViewCapabilities, require_joint_views, view_groups, views_of
+from distill3d.priors.paired import PairedPrior
 from distill3d.priors.sampling import sample
 from distill3d.priors.toy import prior as prior_module
 from distill3d.priors.toy.evaluate import group_rates, judge_group, judged_group_accuracy
 from distill3d.priors.toy.model import with_views
-from distill3d.priors.toy.prior import ToyPrior
+from distill3d.priors.toy.prior import ToyPrior, save_model
 from distill3d.priors.toy.report import ReportConfig, prior_report, report_markdown
 from distill3d.priors.toy.train import TrainConfig, draw_group_batch, loss_on_batch, train
 from distill3d.toyworld.dataset import DatasetConfig, build_dataset, build_shard, load_dataset
@@ -312,3 +314,33 @@ def test_the_report_of_a_multi_view_prior_has_a_multi_view_section():
     assert "Groups of 4 views drawn jointly" in report_markdown(report, "distill3d toy report")
     single, _ = prior_report(tiny_prior(), Judge.load(), cfg)
     assert single.multi_view is None and "Groups of" not in report_markdown(single, "x")
+
+
+# ------------------------------------------------------------- a toy pair: --prior toy --mv-prior toy-mv
+
+
+def test_load_prior_pairs_two_toy_priors(tmp_path):
+    """``--prior toy --mv-prior FILE``: a toy checkpoint for the camera rows, the toy world's own split."""
+    base, mv = tmp_path / "base.safetensors", tmp_path / "mv.safetensors"
+    save_model(tiny_prior().model, base, half=False)
+    save_model(mv_prior(seed=1).model, mv, half=False)
+    prior = load_prior(PriorSpec("toy", str(base), mv_prior=str(mv)))
+    assert isinstance(prior, PairedPrior) and isinstance(prior.base, ToyPrior) and isinstance(prior.multi_view, ToyPrior)
+    assert views_of(prior).joint_views == 4 and views_of(prior.base).joint_views == 1
+    with pytest.raises(UserError, match="no toy prior weights at") as err:
+        load_prior(PriorSpec("toy", str(base), mv_prior=str(tmp_path / "missing.safetensors")))
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("name", "spec"), [("toy", PriorSpec("toy")), ("sd", PriorSpec("sd")),
+                                            ("toy+toy-mv", PriorSpec("toy", mv_prior="toy-mv")),
+                                            ("toy-words+toy-mv", PriorSpec("toy-words", mv_prior="toy-mv"))])
+def test_a_bench_prior_name_is_a_kind_or_a_toy_pair(name, spec):
+    assert parse_prior(name) == spec
+
+
+@pytest.mark.parametrize("name", ["toy+", "sd+toy-mv", "toy+mvdream", "nope", "toy+toy-mv+toy"])
+def test_a_bench_prior_name_that_is_neither_is_a_one_line_error(name):
+    with pytest.raises(UserError, match="unknown prior .* choose from") as err:
+        parse_prior(name)
+    assert "\n" not in str(err.value)

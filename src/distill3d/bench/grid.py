@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill3d.core.errors import UserError, shorten
+from distill3d.core.errors import UserError
 from distill3d.core.io import write_json_atomic, write_text_atomic
 from distill3d.core.state import load_state
 from distill3d.evaluation.toy import AZIMUTHS, judge_representation
@@ -58,7 +58,7 @@ from distill3d.pipeline.generate import (
     run_preset,
 )
 from distill3d.pipeline.loop import CHECKPOINT, build_method
-from distill3d.pipeline.priors import PRIOR_KINDS, PriorSpec, knows_toy_world, load_prior
+from distill3d.pipeline.priors import PriorSpec, knows_toy_world, load_prior, parse_prior
 from distill3d.priors.base import Prior
 from distill3d.scene.registry import load_representation
 from distill3d.toyworld.grammar import parse_caption
@@ -89,9 +89,18 @@ class RunSpec:
     prompt: str
     method: str
     preset: str  # a label: "default", "tuned", "tune-3", ...
-    prior: str  # a prior kind (PRIOR_KINDS)
+    prior: str  # a prior name of --priors: a kind (PRIOR_KINDS) or a toy pair BASE+MV (pipeline.priors.parse_prior)
     seed: int
     overrides: tuple[tuple[str, str], ...]
+
+    @property
+    def prior_spec(self) -> PriorSpec:
+        return parse_prior(self.prior)
+
+    @property
+    def toy_world(self) -> bool:
+        """Is the run on a toy-world prior (judged against the toy world's truth)?"""
+        return knows_toy_world(self.prior_spec.kind)
 
     @property
     def run_id(self) -> str:
@@ -132,9 +141,8 @@ def make_specs(prompts: Iterable[str], methods: Iterable[str], presets: dict[str
 def check_specs(specs: list[RunSpec]) -> None:
     """Every prompt, prior, method and setting checked before anything runs (a UserError names the first)."""
     for prior in dict.fromkeys(s.prior for s in specs):
-        if prior not in PRIOR_KINDS:
-            raise UserError(f"unknown prior {shorten(prior)!r} in --priors; choose from {', '.join(PRIOR_KINDS)}")
-    for prompt, prior in dict.fromkeys((s.prompt, s.prior) for s in specs):
+        parse_prior(prior)
+    for prompt, prior in dict.fromkeys((s.prompt, s.prior_spec.kind) for s in specs):
         check_prompt(prompt, prior)
     for s in dict.fromkeys((s.method, s.overrides) for s in specs):
         cfg, rest = resolve_run_config(s[0], dict(s[1]))
@@ -193,7 +201,7 @@ def measure_run(spec: RunSpec, run: dict, clip: float | None = None) -> dict:
                  "seed": spec.seed, "steps": run["steps"],
                  "overrides": ";".join(f"{k}={v}" for k, v in spec.overrides if k not in BENCH_OVERRIDES)}
     judge = run.get("judge")
-    if judge is None and knows_toy_world(spec.prior):  # a failed run without an asset: an empty one
+    if judge is None and spec.toy_world:  # a failed run without an asset: an empty one
         scene = parse_caption(spec.prompt)
         row |= {"kind": scene.kind, "match": 0.0, "iou": 0.0, "color_error": 1.0}
         if len({o.color for o in scene.objects}) == 2:  # a layout that toyworld.layout would have measured
@@ -232,7 +240,7 @@ def _failed_run(spec: RunSpec, cfg: RunConfig, run_dir: Path, error: str, second
     """What a failed run leaves, shaped like its run.json: the asset's judgement if it was saved (exports
     write it first), the history and counts of its last checkpoint if any, and the error."""
     judge = None
-    if knows_toy_world(spec.prior):
+    if spec.toy_world:
         try:
             judge = judge_representation(load_representation(run_dir), spec.prompt)
         except (UserError, OSError):
@@ -251,7 +259,7 @@ def execute(spec: RunSpec, out_dir: str, clip_source: str | None = None) -> dict
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a partial run: redone from scratch
     cfg, rest = resolve_run_config(spec.method, {**dict(spec.overrides), "seed": str(spec.seed)})
-    prior_spec = PriorSpec(kind=spec.prior)
+    prior_spec = spec.prior_spec
     prior = cached_prior(prior_spec)
     if build_method(cfg, rest).trainable_parameters(prior):
         prior = copy.deepcopy(prior)  # the method trains part of the prior: the cached one stays as loaded
@@ -262,7 +270,7 @@ def execute(spec: RunSpec, out_dir: str, clip_source: str | None = None) -> dict
     except UserError as err:
         run = _failed_run(spec, cfg, run_dir, str(err), time.perf_counter() - start)
     clip = None
-    if clip_source is not None and not knows_toy_world(spec.prior):
+    if clip_source is not None and not spec.toy_world:
         from distill3d.bench.clip_eval import clip_score_run
 
         device = str(prior.device)
@@ -289,7 +297,7 @@ def check_reusable(out_dir: Path, spec: RunSpec) -> None:
     except (OSError, ValueError):
         return
     cfg, rest = resolve_run_config(spec.method, {**dict(spec.overrides), "seed": str(spec.seed)})
-    diff = first_difference(saved, run_preset(spec.prompt, cfg, rest, PriorSpec(kind=spec.prior))[2])
+    diff = first_difference(saved, run_preset(spec.prompt, cfg, rest, spec.prior_spec)[2])
     if diff is not None:
         label, old, now = diff
         raise UserError(f"{path.parent} was made with {label} {old}, and the same run would now use {now} (a "
@@ -361,7 +369,7 @@ def remeasure(out_dir: Path, log: Callable[[str], None] = print) -> list[dict]:
         result = read_result(path)
         spec = RunSpec.from_dict(result["spec"]) if result else None
         run_file = path.parent / RUN_FILE
-        if spec is None or not knows_toy_world(spec.prior) or not run_file.is_file():
+        if spec is None or not spec.toy_world or not run_file.is_file():
             continue
         run = json.loads(run_file.read_text())
         run["judge"] = judge_representation(load_representation(path.parent), spec.prompt)

@@ -23,8 +23,9 @@ PRIOR_OPTIONS = [
                  help="The ControlNet's map: 'normal' (e.g. control_v11p_sd15_normalbae) or 'depth' "
                       "(e.g. control_v11f1p_sd15_depth)."),
     click.option("--mv-prior", default=None, metavar="PATH",
-                 help="MVDream's sd-v2.1-base-4view.pt ('sd' prior): rows with a camera (ISD's g_MV) go to "
-                      "MVDream, run at the 'sd' prior's image size; all other rows to Stable Diffusion."),
+                 help="The prior of the rows with a camera (ISD's g_MV, the -mv methods' term); all other rows go to "
+                      "--prior. With 'sd': MVDream's sd-v2.1-base-4view.pt, run at SD's image size. With a toy prior: "
+                      "a toy-world prior (toy-mv) or a toy checkpoint file."),
 ]
 
 #: The options of a run's length, seed, presets, resume and progress.

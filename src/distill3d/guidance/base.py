@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from distill3d.core.cameras import Cameras, view_prompt
 from distill3d.core.errors import UserError
-from distill3d.priors.base import Condition, Prior
+from distill3d.priors.base import Condition, Prior, views_of
 
 Weighting = Literal["sds", "uniform", "fantasia3d"]
 
@@ -418,6 +418,21 @@ def share_t_in_groups(prior: Prior, n: Noised, views: int) -> Noised:
     t = n.t.reshape(-1, views)[:, :1].expand(-1, views).reshape(-1)
     abar = alpha_bar(prior, t)
     return Noised(n.z, t, n.eps, abar, add_noise(n.z, n.eps, abar))
+
+
+def multi_view_rows(prior: Prior, n: Noised, text: str, cameras: Cameras
+                    ) -> tuple[Noised, list[Condition], list[Condition]]:
+    """The noising and the rows of a multi-view term ε̂_MV(z_t; text, π) and ε̂_MV(z_t; ∅, π) (ModeDreamer Eq. 8):
+    on a multi-view prior (``joint_views`` = N > 1) whose views come in groups of N at 360°/N, each group is one
+    ``view_group`` at one t (``share_t_in_groups``; MVDream's joint denoising), the ∅ rows' groups numbered after
+    the text rows'; otherwise each view alone with its camera and ``n`` unchanged."""
+    joint = views_of(prior).joint_views
+    grouped = joint > 1 and in_even_groups(cameras, joint)
+    if grouped:
+        n = share_t_in_groups(prior, n, joint)
+    groups = n.z.shape[0] // joint
+    return (n, camera_rows(text, cameras, joint, 0 if grouped else None),
+            camera_rows("", cameras, joint, groups if grouped else None))
 
 
 @dataclass(frozen=True)

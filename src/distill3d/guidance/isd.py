@@ -49,14 +49,12 @@ from distill3d.guidance.base import (
     TimestepSchedule,
     UniformTimesteps,
     Weighting,
-    camera_rows,
     cfg,
     finish,
-    in_even_groups,
+    multi_view_rows,
     noise_latents,
     per_view_norm,
     predict_groups,
-    share_t_in_groups,
     view_prompts,
     weight,
 )
@@ -155,10 +153,8 @@ class ISD(GuidanceMethod):
         c = self.config
         n = noise_latents(prior, c.timesteps, inp, generator)
         beta_schedule = self.multi_view_weight(prior)
-        joint = views_of(prior).joint_views
-        grouped = beta_schedule is not None and joint > 1 and in_even_groups(inp.cameras, joint)
-        if grouped:  # ε̂_MV denoises each group of views jointly, at one t per group
-            n = share_t_in_groups(prior, n, joint)
+        if beta_schedule is not None:  # ε̂_MV's rows; a group of views is denoised jointly, at one t
+            n, mv_rows, mv_null_rows = multi_view_rows(prior, n, inp.prompt, inp.cameras)
         b, eps = n.z.shape[0], n.eps
         texts = view_prompts(inp.prompt, inp.cameras, c.view_dependent)
         ref = self.reference.to(n.z.device)
@@ -169,8 +165,7 @@ class ISD(GuidanceMethod):
         if c.mode == "isd":
             groups["text"] = [Condition(y) for y in texts]  # ε̂(z_t; y)
         if beta_schedule is not None:
-            groups["mv"] = camera_rows(inp.prompt, inp.cameras, joint, 0 if grouped else None)  # ε̂_MV(z_t; y, π)
-            groups["mv_null"] = camera_rows("", inp.cameras, joint, b // joint if grouped else None)  # ε̂_MV(z_t; ∅, π)
+            groups["mv"], groups["mv_null"] = mv_rows, mv_null_rows  # ε̂_MV(z_t; y, π), ε̂_MV(z_t; ∅, π)
         pred = dict(zip(groups, predict_groups(prior, [(n.z_t, n.t, conds) for conds in groups.values()])))
         w = weight(c.weighting, n.abar)
         eps_ip = cfg(pred.get("ip_null", pred["null"]), pred["ip"], c.guidance_scale)  # ε̂_IP,cfg(z_t; y, x_ref)

@@ -5,7 +5,7 @@ with and without it (issue 22). ISD keeps its own (``guidance/isd.py``, where th
     g_MV = w(t') · (ε̂_MV,cfg(z_t'; y, π) − ε')                                          (Eq. 8)
     g    = g_base + β(τ) · g_MV,   β 0.6 → 0.02 over the run                               (Eq. 9, α = 1)
 
-g_base is the wrapped method's gradient, unchanged (its own t, ε and prior calls). t' and ε' are drawn after
+Wrapped: AnchorDS (``anchords-mv``), UDS (``uds-mv``) and SDS (``sds-mv``). g_base is the wrapped method's gradient, unchanged (its own t, ε and prior calls). t' and ε' are drawn after
 it from the same generator, one more prior call of 2B rows: [y, π_i] and [∅, π_i]. On a multi-view prior
 (``ViewCapabilities.joint_views`` = N > 1) whose step's views come in groups of N at 360°/N
 (``views_per_step=4, view_azimuths=even``) each group is one ``view_group`` at one t' (MVDream's joint
@@ -33,17 +33,16 @@ from distill3d.guidance.base import (
     TimestepSchedule,
     UniformTimesteps,
     Weighting,
-    camera_rows,
     cfg,
-    in_even_groups,
+    multi_view_rows,
     noise_latents,
     per_view_norm,
     predict_groups,
-    share_t_in_groups,
     weight,
 )
+from distill3d.guidance.sds import SDS, SDSConfig
 from distill3d.guidance.uds import UDS, UDSConfig
-from distill3d.priors.base import Prior, require_camera_conditioning, views_of
+from distill3d.priors.base import Prior, require_camera_conditioning
 
 
 @dataclass(frozen=True)
@@ -92,14 +91,9 @@ class WithMultiViewTerm(GuidanceMethod):
         out = self.base(prior, inp, generator)
         c = self.term
         n = noise_latents(prior, c.timesteps, inp, generator)  # t', ε', z_t' after the base method's draws
-        joint = views_of(prior).joint_views
-        grouped = joint > 1 and in_even_groups(inp.cameras, joint)
-        if grouped:  # each group of views denoised jointly, at one t' per group
-            n = share_t_in_groups(prior, n, joint)
+        n, rows_y, rows_null = multi_view_rows(prior, n, inp.prompt, inp.cameras)  # a group: one t', jointly
         b = n.z.shape[0]
-        eps_y, eps_null = predict_groups(prior, [
-            (n.z_t, n.t, camera_rows(inp.prompt, inp.cameras, joint, 0 if grouped else None)),  # ε̂_MV(y, π)
-            (n.z_t, n.t, camera_rows("", inp.cameras, joint, b // joint if grouped else None))])  # ε̂_MV(∅, π)
+        eps_y, eps_null = predict_groups(prior, [(n.z_t, n.t, rows_y), (n.z_t, n.t, rows_null)])  # ε̂_MV(y|∅, π)
         g_mv = weight(c.weighting, n.abar) * (cfg(eps_null, eps_y, c.guidance_scale) - n.eps)  # Eq. 8
         grad = (out.grad + c.beta(inp.step, inp.total_steps) * g_mv).detach()  # Eq. 9 with α = 1
         return GuidanceOutput(grad, out.t, per_view_norm(grad), out.num_prior_calls + 1,
@@ -132,3 +126,18 @@ class UDSMV(WithMultiViewTerm):
     def __init__(self, config: UDSMVConfig | None = None) -> None:
         self.config = config or UDSMVConfig()
         super().__init__(UDS(self.config.base), self.config.mv, "uds-mv")
+
+
+@dataclass(frozen=True)
+class SDSMVConfig:
+    base: SDSConfig = field(default_factory=SDSConfig)  # SDS as it is (--set base.KEY=...)
+    mv: MultiViewTermConfig = field(default_factory=MultiViewTermConfig)  # the added term (--set mv.KEY=...)
+
+
+class SDSMV(WithMultiViewTerm):
+    """SDS (DreamFusion) + β(τ)·g_MV: ModeDreamer's Eq. 9 with g_SDS for g_ISD, the term's own effect on the
+    plainest base (what the -mv variants of AnchorDS and UDS add beyond it)."""
+
+    def __init__(self, config: SDSMVConfig | None = None) -> None:
+        self.config = config or SDSMVConfig()
+        super().__init__(SDS(self.config.base), self.config.mv, "sds-mv")

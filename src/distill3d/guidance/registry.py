@@ -20,7 +20,15 @@ from distill3d.guidance.csd import CSD, CSDConfig
 from distill3d.guidance.dds import DDS, DDSConfig
 from distill3d.guidance.isd import ISD, ISDConfig
 from distill3d.guidance.ism import ISM, ISMConfig
-from distill3d.guidance.mv_term import UDSMV, AnchorDSMV, AnchorDSMVConfig, MultiViewTermConfig, UDSMVConfig
+from distill3d.guidance.mv_term import (
+    SDSMV,
+    UDSMV,
+    AnchorDSMV,
+    AnchorDSMVConfig,
+    MultiViewTermConfig,
+    SDSMVConfig,
+    UDSMVConfig,
+)
 from distill3d.guidance.mvdream_sds import MVDreamSDS, MVDreamSDSConfig
 from distill3d.guidance.nfsd import NFSD, NFSDConfig
 from distill3d.guidance.pds import PDS, PDSConfig
@@ -100,6 +108,10 @@ METHODS: tuple[MethodEntry, ...] = (
                 "UDS + β(τ)·g_MV (ModeDreamer Eq. 8-9, β 0.6 → 0.02): a camera-conditioned (on toy-mv with 4 views "
                 "at 90°: joint) SDS term at CFG 15, one more prior call",
                 {"mv": MultiViewTermConfig(guidance_scale=TOY_CFG)}),
+    MethodEntry("sds-mv", "generate", SDSMV, SDSMVConfig,
+                "SDS + β(τ)·g_MV (ModeDreamer Eq. 9 with g_SDS for g_ISD, β 0.6 → 0.02): the multi-view term on the "
+                "plainest base, CFG 15 both", {"base": SDSConfig(guidance_scale=TOY_CFG),
+                                              "mv": MultiViewTermConfig(guidance_scale=TOY_CFG)}),
     MethodEntry("uds", "edit", UDSEdit, UDSEditConfig,
                 "UDS editing (Eq. 14): x̂0^tgt − x̂0^src + 7.5(δ_cls^tgt − δ_cls^src); DDIM x̂0: --set x0_steps=4"),
     MethodEntry("dds", "edit", DDS, DDSConfig, "DDS: ε̂_cfg(z_t^tgt;y_tgt) − ε̂_cfg(z_t^src;y_src), CFG 100"),

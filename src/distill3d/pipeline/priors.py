@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill3d.core.errors import UserError
+from distill3d.core.errors import UserError, shorten
 from distill3d.priors.base import Prior
 
 
@@ -18,7 +18,8 @@ class PriorSpec:
     ip_adapter: str | None = None
     controlnet: str | None = None
     controlnet_kind: str = "normal"  # the ControlNet's map: "normal" (NormalBAE) or "depth" (MiDaS-like)
-    mv_prior: str | None = None  # sd: an MVDream checkpoint file for the rows with a camera (priors/paired.py)
+    mv_prior: str | None = None  # the prior of the rows with a camera (priors/paired.py): sd: an MVDream checkpoint
+    # file; a toy prior: a toy-world prior's name (toy-mv) or a toy checkpoint file
 
 
 DEFAULT_PRIOR = PriorSpec()
@@ -27,6 +28,20 @@ DEFAULT_PRIOR = PriorSpec()
 #: ground truth.
 TOY_PRIORS = ("toy", "toy-words", "toy-mv")
 PRIOR_KINDS = (*TOY_PRIORS, "sd", "mvdream")
+#: Joins a base toy prior and the toy prior of its camera rows in one prior name (``--priors toy+toy-mv`` of
+#: ``bench run``: ``PriorSpec(kind="toy", mv_prior="toy-mv")``).
+PAIR = "+"
+
+
+def parse_prior(name: str) -> PriorSpec:
+    """A prior name of ``bench run --priors``: a kind (PRIOR_KINDS), or ``BASE+MV`` for two toy-world priors
+    paired (e.g. ``toy+toy-mv``). A ``UserError`` names a kind that is not one."""
+    base, sep, mv = name.partition(PAIR)
+    for kind in (base, mv) if sep else (base,):
+        if kind not in PRIOR_KINDS or (sep and not knows_toy_world(kind)):
+            raise UserError(f"unknown prior {shorten(kind)!r} in {shorten(name)!r}; choose from {', '.join(PRIOR_KINDS)}, or pair two "
+                            f"toy-world priors as BASE{PAIR}MV (e.g. toy{PAIR}toy-mv)")
+    return PriorSpec(kind=base, mv_prior=mv if sep else None)
 
 
 def knows_toy_world(kind: str) -> bool:
@@ -35,14 +50,20 @@ def knows_toy_world(kind: str) -> bool:
 
 
 def load_prior(spec: PriorSpec) -> Prior:
-    if spec.mv_prior is not None and spec.kind != "sd":
-        raise UserError(f"--mv-prior pairs Stable Diffusion with MVDream and needs --prior sd, got --prior "
-                        f"{spec.kind}" + (" (the toy world's multi-view prior is --prior toy-mv)"
-                                          if knows_toy_world(spec.kind) else ""))
+    if spec.mv_prior is not None and spec.kind != "sd" and not knows_toy_world(spec.kind):
+        raise UserError(f"--mv-prior pairs a base prior (sd, or a toy-world prior) with a multi-view prior, and "
+                        f"--prior {spec.kind} is neither")
     if knows_toy_world(spec.kind):
         from distill3d.priors.toy.prior import ToyPrior
 
-        return ToyPrior.load(spec.model if spec.model is not None else spec.kind)
+        base = ToyPrior.load(spec.model if spec.model is not None else spec.kind)
+        if spec.mv_prior is None:
+            return base
+        from distill3d.priors.paired import PairedPrior
+
+        # ModeDreamer's split on the toy world: the base's rows (text, image) on --prior, the camera rows on
+        # the multi-view toy prior (a name, e.g. toy-mv, or a checkpoint file)
+        return PairedPrior(base, ToyPrior.load(spec.mv_prior))
     if spec.kind == "sd":
         from distill3d.priors.sd import StableDiffusionConfig, StableDiffusionPrior
         from distill3d.scene.control import CONTROL_KINDS

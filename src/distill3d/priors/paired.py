@@ -1,7 +1,9 @@
 """Two priors on one latent space behind one ``Prior``: a base prior (Stable Diffusion with its IP-Adapter) for
 the rows that see no camera, and a multi-view prior (MVDream) for the rows that do. ModeDreamer's ISD takes
 g_ISD from the first and g_MV (Eq. 8) from the second (papers/modedreamer_isd.txt, Sec. 5); with this pair a
-method still calls ONE prior and never asks which one answers a row.
+method still calls ONE prior and never asks which one answers a row. The toy world has the same split:
+``--prior toy --mv-prior toy-mv`` (``bench run --priors toy+toy-mv``), the single-view toy prior for the text and
+image rows, the multi-view one for the camera rows.
 
 Which rows go where, in one place:
 - A row with a ``camera`` or a ``view_group`` goes to the multi-view prior: a group's rows jointly (MVDream's 3D
