@@ -16,6 +16,10 @@
 # None of the three moved "on top of" (the gray cube stays a dark pot), so, last, the term on the plainest base:
 #   sds_paired        sds-mv on the pair: SDS (CFG 15) + the same term (not paired against base: another method)
 # cfg5 was stopped after 5 runs to free the core for these (it changes only the term, not the base).
+# Outcome (benchmarks/results/amv_levers/levers.md): paired kept, with AnchorDS's defaults ("next to" every side
+# 86% vs 72%, +14 [0, 28]; scale 0.15 +3 more on "next to" and -1 on "on top of": within noise, dropped; the code
+# form -8 every side, dropped; sds_paired 53% every side, so AnchorDS's anchor, not the term alone, does it).
+# "On top of" judged match stayed 86-90% in every arm (the gray cube under a yellow cone is a dark pot in all).
 # Resumable. ARMS="base cfg5" runs a subset.
 # Table: python3 benchmarks/levers_table.py --root benchmarks/results/amv_levers --base base \
 #   --title "anchords-mv" --made "bash benchmarks/amv_levers.sh"

@@ -68,7 +68,11 @@ def test_the_run_plan_is_seed_major_shares_runs_and_keeps_the_word_prior_to_two_
     assert len(sds_toy) == 40  # the baseline of many claims, made once per prompt
     words = [s for s in specs if s.prior == "toy-words"]
     assert words and all(parse_caption(s.prompt).kind in TWO_OBJECTS for s in words)
-    assert {s.prior for s in specs} == set(PRIORS) | {"toy-mv"}  # the multi-view arms run on their own prior
+    # the multi-view arms run on their own prior, the -mv methods on the toy pair
+    assert {s.prior for s in specs} == set(PRIORS) | {"toy-mv", "toy+toy-mv"}
+    pair = [s for s in specs if s.prior == "toy+toy-mv"]
+    assert {s.method for s in pair} == {"anchords-mv", "sds-mv"}
+    assert {parse_caption(s.prompt).kind for s in pair} == {"next to"}
     mv = [s for s in specs if s.prior == "toy-mv"]
     assert mv and {s.method for s in mv} == {"mvdream-sds", "isd"} and all(s.preset == "multiview" for s in mv)
     assert all(dict(s.overrides)["views_per_step"] == "4" for s in mv)

@@ -112,6 +112,8 @@ _MVDREAM = "MVDream (Shi et al., ICLR 2024)"
 MV_VIEWS = (("elevation_max", "30"), ("view_azimuths", "even"), ("views_per_step", "4"))
 #: mvdream-sds at its registry default CFG (chosen on toy-claims [dev], benchmarks/results/mv_levers3), pinned in
 #: the arm so that its runs' ids name it: a run id holds the --set overrides, not the registry's defaults.
+#: The toy pair of the -mv methods: their base method's rows on the single-view prior, the term's on toy-mv.
+PAIR = "toy+toy-mv"
 MV_SDS = Arm("mvdream-sds", "multiview", (("guidance_scale", "5"), *MV_VIEWS), "toy-mv")
 
 CLAIMS: tuple[Claim, ...] = (
@@ -164,6 +166,11 @@ CLAIMS: tuple[Claim, ...] = (
           "term one view at a time: faces' front", f"{_ISD}, Eq. 8-9 (g_MV from MVDream)",
           Arm("isd", "multiview", MV_VIEWS, "toy-mv"), Arm("isd", "multiview", MV_VIEWS), "front_error", "lower",
           ("face",), priors=("toy",)),
+    Claim("anchords-multi-mv", "AnchorDS reduces semantic over-smoothing on multi-object prompts, with "
+          "ModeDreamer's multi-view term on both: objects in their places from every side",
+          f"{_ANCHORDS}, Sec. 1 and Fig. 1; the term from {_ISD}, Eq. 8-9",
+          Arm("anchords-mv", "multiview", MV_VIEWS, PAIR), Arm("sds-mv", "multiview", MV_VIEWS, PAIR), "consistent",
+          "higher", ("next to",), priors=("toy",)),
     Claim("uds-edit-identity-dds", "UDS keeps identity when editing better than DDS", f"{_UDS}, editing table",
           Arm("uds"), Arm("dds"), "outside_mse", "lower", priors=("toy",), edit=True),
     Claim("uds-edit-identity-pds", "UDS keeps identity when editing better than PDS", f"{_UDS}, editing table",
