@@ -234,5 +234,6 @@ def test_a_missing_mv_prior_for_the_toy_prior_is_one_line(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["generate", "a red cube", "--prior", "toy", "--mv-prior", str(tmp_path / "mv.pt"),
                  "--out", str(out)]) == 2
-    assert f"no toy prior weights at {tmp_path / 'mv.pt'}" in _one_line_error(capsys)
+    assert (f"--mv-prior with --prior toy takes a toy-world prior (toy, toy-words, toy-mv) or a toy checkpoint file; "
+            f"got '{tmp_path / 'mv.pt'}', which is neither") in _one_line_error(capsys)
     assert not out.exists()

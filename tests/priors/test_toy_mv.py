@@ -327,7 +327,7 @@ def test_load_prior_pairs_two_toy_priors(tmp_path):
     prior = load_prior(PriorSpec("toy", str(base), mv_prior=str(mv)))
     assert isinstance(prior, PairedPrior) and isinstance(prior.base, ToyPrior) and isinstance(prior.multi_view, ToyPrior)
     assert views_of(prior).joint_views == 4 and views_of(prior.base).joint_views == 1
-    with pytest.raises(UserError, match="no toy prior weights at") as err:
+    with pytest.raises(UserError, match="takes a toy-world prior .* or a toy checkpoint file; got .*missing") as err:
         load_prior(PriorSpec("toy", str(base), mv_prior=str(tmp_path / "missing.safetensors")))
     assert "\n" not in str(err.value)
 

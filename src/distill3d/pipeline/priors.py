@@ -63,7 +63,11 @@ def load_prior(spec: PriorSpec) -> Prior:
 
         # ModeDreamer's split on the toy world: the base's rows (text, image) on --prior, the camera rows on
         # the multi-view toy prior (a name, e.g. toy-mv, or a checkpoint file)
-        return PairedPrior(base, ToyPrior.load(spec.mv_prior))
+        if not knows_toy_world(spec.mv_prior) and not Path(spec.mv_prior).expanduser().is_file():
+            raise UserError(f"--mv-prior with --prior {spec.kind} takes a toy-world prior ({', '.join(TOY_PRIORS)}) "
+                            f"or a toy checkpoint file; got {shorten(spec.mv_prior)!r}, which is neither")
+        return PairedPrior(base, ToyPrior.load(Path(spec.mv_prior).expanduser() if not knows_toy_world(spec.mv_prior)
+                                              else spec.mv_prior))
     if spec.kind == "sd":
         from distill3d.priors.sd import StableDiffusionConfig, StableDiffusionPrior
         from distill3d.scene.control import CONTROL_KINDS
