@@ -20,6 +20,9 @@
 # 86% vs 72%, +14 [0, 28]; scale 0.15 +3 more on "next to" and -1 on "on top of": within noise, dropped; the code
 # form -8 every side, dropped; sds_paired 53% every side, so AnchorDS's anchor, not the term alone, does it).
 # "On top of" judged match stayed 86-90% in every arm (the gray cube under a yellow cone is a dark pot in all).
+# Next round's candidates for "on top of" (measured on [dev] only, not yet confirmed on [test]):
+#   paired_filter     AnchorDS's filter (Eq. 14, γ 0.03: anchords-filter's setting) as the base, on the pair
+#   paired_cfg5       the term's CFG 5 on the pair
 # Resumable. ARMS="base cfg5" runs a subset.
 # Table: python3 benchmarks/levers_table.py --root benchmarks/results/amv_levers --base base \
 #   --title "anchords-mv" --made "bash benchmarks/amv_levers.sh"
@@ -36,6 +39,8 @@ for arm in ${ARMS:-base cfg5 paired}; do
     paired) run paired --priors toy+toy-mv ;;
     paired_scale0.15) run paired_scale0.15 --priors toy+toy-mv --set base.image_scale=0.15 ;;
     sds_paired) METHOD=sds-mv run sds_paired --priors toy+toy-mv --workers 2 ;;
+    paired_filter) run paired_filter --priors toy+toy-mv --set base.filter_threshold=0.03 ;;
+    paired_cfg5) run paired_cfg5 --priors toy+toy-mv --set mv.guidance_scale=5 ;;
     paired_code) run paired_code --priors toy+toy-mv --set base.form=code --set base.form.guidance_scale=15 ;;
   esac
 done
