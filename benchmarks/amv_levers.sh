@@ -23,6 +23,8 @@
 # Next round's candidates for "on top of" (measured on [dev] only, not yet confirmed on [test]):
 #   paired_filter     AnchorDS's filter (Eq. 14, γ 0.03: anchords-filter's setting) as the base, on the pair
 #   paired_cfg5       the term's CFG 5 on the pair
+# Outcome: paired_filter changes nothing measurable (it kept 97% of the views); paired_cfg5 lifts "on top of" judged match
+# 87% -> 99% (+12 [+3, +26]) at "next to" every side 83% (-3 [-17, +11]): confirmed on [test] in benchmarks/mv22.py.
 # Resumable. ARMS="base cfg5" runs a subset.
 # Table: python3 benchmarks/levers_table.py --root benchmarks/results/amv_levers --base base \
 #   --title "anchords-mv" --made "bash benchmarks/amv_levers.sh"

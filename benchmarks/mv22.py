@@ -42,6 +42,10 @@ Both grids run the same cameras: 4 views per step at 90° (view_azimuths=even), 
         --seeds 0,1,2 --workers 2 $S --out benchmarks/results/mv22/toy-pair_terms
     distill3d bench run --suite benchmarks/results/mv22/ontop_single.txt --methods anchords-mv --priors toy+toy-mv \
         --seeds 0,1,2 --workers 2 $S --out benchmarks/results/mv22/toy-pair_terms_ontop
+    # then the term's CFG 5 on the pair (on top of +12 [+3, +26] on [dev]: benchmarks/amv_levers.sh, paired_cfg5),
+    # on the [test] "next to" and "on top of" prompts only (faces and single not yet)
+    distill3d bench run --suite benchmarks/results/mv22/nextto_ontop.txt --methods anchords-mv --priors toy+toy-mv \
+        --seeds 0,1,2 --workers 2 $S --set mv.guidance_scale=5 --out benchmarks/results/mv22/toy-pair_terms_cfg5
     python3 benchmarks/mv22.py > benchmarks/results/mv22/mv22.md
 
 Rows: mvdream-sds on toy-mv − SDS on toy; ISD on toy-mv (g_MV from groups of 4 views denoised jointly) − ISD on
@@ -93,9 +97,11 @@ TERMS = tuple((Arm(f"{m}-mv on toy-mv", f"{m}-mv", "toy-mv", (g,)), Arm(f"{m} on
 AMV = Arm("anchords-mv on toy-mv", "anchords-mv", "toy-mv", ("toy-mv_terms", "toy-mv_terms_ontop"))
 #: anchords-mv on the toy pair (issue 21's fourth round) against SDS, mvdream-sds and itself on toy-mv alone.
 AMV_PAIR = Arm("anchords-mv on toy+toy-mv", "anchords-mv", "toy+toy-mv", ("toy-pair_terms", "toy-pair_terms_ontop"))
+#: The same with the term's CFG 5 (chosen on [dev]), "next to" and "on top of" only.
+AMV_PAIR5 = Arm("anchords-mv term CFG 5 on toy+toy-mv", "anchords-mv", "toy+toy-mv", ("toy-pair_terms_cfg5",))
 PAIRS = ((MV, SDS), (Arm("isd on toy-mv", "isd", "toy-mv", ("toy-mv",)), Arm("isd on toy", "isd", "toy", ("toy",))),
          (MV2, SDS), (MV2, MV), (MV3, SDS), (MV3, MV2), *TERMS, (AMV, SDS), (AMV, MV3), (AMV_PAIR, SDS),
-         (AMV_PAIR, AMV), (AMV_PAIR, MV3))
+         (AMV_PAIR, AMV), (AMV_PAIR, MV3), (AMV_PAIR5, SDS), (AMV_PAIR5, AMV_PAIR))
 
 
 def _values(arm: Arm, kind: str, metric: str) -> dict[tuple, float]:
