@@ -35,6 +35,7 @@ from distill3d.bench.report import oscillation
 from distill3d.bench.stats import Interval, bootstrap
 from distill3d.bench.suite import load_suite
 from distill3d.core.io import write_text_atomic
+from distill3d.pipeline.priors import PAIR
 from distill3d.toyworld.grammar import COLOR_NAMES, SHAPES, ObjectSpec, SceneSpec, parse_caption
 
 SUITE = "toy-claims"
@@ -112,9 +113,9 @@ _MVDREAM = "MVDream (Shi et al., ICLR 2024)"
 MV_VIEWS = (("elevation_max", "30"), ("view_azimuths", "even"), ("views_per_step", "4"))
 #: mvdream-sds at its registry default CFG (chosen on toy-claims [dev], benchmarks/results/mv_levers3), pinned in
 #: the arm so that its runs' ids name it: a run id holds the --set overrides, not the registry's defaults.
-#: The toy pair of the -mv methods: their base method's rows on the single-view prior, the term's on toy-mv.
-PAIR = "toy+toy-mv"
 MV_SDS = Arm("mvdream-sds", "multiview", (("guidance_scale", "5"), *MV_VIEWS), "toy-mv")
+#: The toy pair of the -mv methods: their base method's rows on the single-view prior, the term's on toy-mv.
+TOY_PAIR = f"toy{PAIR}toy-mv"
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("anchords-multi", "AnchorDS reduces semantic over-smoothing on multi-object prompts: objects in their places",
@@ -169,7 +170,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("anchords-multi-mv", "AnchorDS reduces semantic over-smoothing on multi-object prompts, with "
           "ModeDreamer's multi-view term on both: objects in their places from every side",
           f"{_ANCHORDS}, Sec. 1 and Fig. 1; the term from {_ISD}, Eq. 8-9",
-          Arm("anchords-mv", "multiview", MV_VIEWS, PAIR), Arm("sds-mv", "multiview", MV_VIEWS, PAIR), "consistent",
+          Arm("anchords-mv", "multiview", MV_VIEWS, TOY_PAIR), Arm("sds-mv", "multiview", MV_VIEWS, TOY_PAIR), "consistent",
           "higher", ("next to",), priors=("toy",)),
     Claim("uds-edit-identity-dds", "UDS keeps identity when editing better than DDS", f"{_UDS}, editing table",
           Arm("uds"), Arm("dds"), "outside_mse", "lower", priors=("toy",), edit=True),

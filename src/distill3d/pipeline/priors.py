@@ -39,8 +39,9 @@ def parse_prior(name: str) -> PriorSpec:
     base, sep, mv = name.partition(PAIR)
     for kind in (base, mv) if sep else (base,):
         if kind not in PRIOR_KINDS or (sep and not knows_toy_world(kind)):
-            raise UserError(f"unknown prior {shorten(kind)!r} in {shorten(name)!r}; choose from {', '.join(PRIOR_KINDS)}, or pair two "
-                            f"toy-world priors as BASE{PAIR}MV (e.g. toy{PAIR}toy-mv)")
+            raise UserError(f"unknown prior {shorten(kind)!r} in {shorten(name)!r}; choose from "
+                            f"{', '.join(PRIOR_KINDS)}, or pair two toy-world priors as BASE{PAIR}MV "
+                            f"(e.g. toy{PAIR}toy-mv)")
     return PriorSpec(kind=base, mv_prior=mv if sep else None)
 
 
@@ -63,11 +64,11 @@ def load_prior(spec: PriorSpec) -> Prior:
 
         # ModeDreamer's split on the toy world: the base's rows (text, image) on --prior, the camera rows on
         # the multi-view toy prior (a name, e.g. toy-mv, or a checkpoint file)
-        if not knows_toy_world(spec.mv_prior) and not Path(spec.mv_prior).expanduser().is_file():
+        mv = spec.mv_prior if knows_toy_world(spec.mv_prior) else Path(spec.mv_prior).expanduser()
+        if isinstance(mv, Path) and not mv.is_file():
             raise UserError(f"--mv-prior with --prior {spec.kind} takes a toy-world prior ({', '.join(TOY_PRIORS)}) "
                             f"or a toy checkpoint file; got {shorten(spec.mv_prior)!r}, which is neither")
-        return PairedPrior(base, ToyPrior.load(Path(spec.mv_prior).expanduser() if not knows_toy_world(spec.mv_prior)
-                                              else spec.mv_prior))
+        return PairedPrior(base, ToyPrior.load(mv))
     if spec.kind == "sd":
         from distill3d.priors.sd import StableDiffusionConfig, StableDiffusionPrior
         from distill3d.scene.control import CONTROL_KINDS
