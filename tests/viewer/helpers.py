@@ -3,8 +3,15 @@ and headless Chromium screenshots of a page."""
 
 from __future__ import annotations
 
+import base64
+import io
+import json
+import re
 import shutil
 import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,15 +48,51 @@ def find_chromium() -> str | None:
     return None
 
 
-def screenshot(chromium: str, url: str, out: Path, width: int, height: int, budget_ms: int) -> np.ndarray:
-    """Load ``url`` in headless Chromium (software WebGL), let ``budget_ms`` of page time pass (the page
-    connects, receives the scene and draws it), and return the screenshot [H, W, 3] uint8."""
+def watch_page(chromium: str, url: str, out: Path, width: int, height: int,
+               drawn: Callable[[np.ndarray], bool], deadline_s: float = 150.0) -> np.ndarray:
+    """Open ``url`` in headless Chromium (software WebGL) and take screenshots through the DevTools protocol
+    until ``drawn(image)`` holds or ``deadline_s`` of real time has passed; return the last one [H, W, 3] and
+    save it to ``out``. The wait ends when the page has drawn, not after a fixed budget: the scene comes over a
+    websocket in real time, which ``--virtual-time-budget`` does not wait for on a busy machine."""
     from PIL import Image
+    from websockets.sync.client import connect
 
     cmd = [chromium, "--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-           "--hide-scrollbars", f"--user-data-dir={out.parent / 'chromium-profile'}",
-           f"--window-size={width},{height}", f"--virtual-time-budget={budget_ms}", f"--screenshot={out}", url]
-    subprocess.run(cmd, capture_output=True, timeout=180, check=False)
-    if not out.is_file():
-        raise AssertionError(f"chromium wrote no screenshot: {' '.join(cmd)}")
-    return np.asarray(Image.open(out).convert("RGB"))
+           "--hide-scrollbars", f"--user-data-dir={out.parent / 'chromium-profile'}", "--remote-debugging-port=0",
+           f"--window-size={width},{height}", url]
+    log = out.parent / "chromium.log"  # a file, not a pipe: a full pipe would stall the browser
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        port = None
+        start = time.monotonic()
+        while port is None and proc.poll() is None and time.monotonic() - start < 60:
+            found = re.search(r"DevTools listening on ws://[^:]+:(\d+)/", log.read_text(errors="replace"))
+            port = int(found.group(1)) if found else None
+            time.sleep(0 if port else 0.2)
+        if port is None:
+            raise AssertionError(f"chromium opened no DevTools port: {' '.join(cmd)}")
+        page = None
+        while page is None and time.monotonic() - start < 60:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
+                page = next((t for t in json.load(response) if t.get("type") == "page"), None)
+            time.sleep(0.2 if page is None else 0)
+        if page is None:
+            raise AssertionError(f"chromium shows no page for {url}")
+        image = np.zeros((height, width, 3), np.uint8)
+        with connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=30) as ws:
+            for message_id in range(1, 10_000):
+                ws.send(json.dumps({"id": message_id, "method": "Page.captureScreenshot", "params": {"format": "png"}}))
+                reply = json.loads(ws.recv(timeout=60))
+                while reply.get("id") != message_id:  # skip events
+                    reply = json.loads(ws.recv(timeout=60))
+                png = base64.b64decode(reply["result"]["data"])
+                image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+                if drawn(image) or time.monotonic() - start > deadline_s:
+                    out.write_bytes(png)
+                    return image
+                time.sleep(1.0)
+        return image
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)

@@ -9,7 +9,7 @@ import torch
 
 from distill3d.scene.gaussians import GaussianModel, rgb_to_sh_dc
 
-from .helpers import blob, find_chromium, screenshot, write_graphdeco_ply
+from .helpers import blob, find_chromium, watch_page, write_graphdeco_ply
 
 WIDTH, HEIGHT = 1200, 900  # the object lies clear of viser's panel (top right) and notices (top left)
 
@@ -43,19 +43,21 @@ def test_viewer_shows_the_object_in_headless_chromium(tmp_path, chromium):
     viewer = open_asset(ply, "127.0.0.1", 0)
     try:
         assert viewer.url.startswith("http://127.0.0.1:") and viewer.port > 0
-        for budget in (10_000, 25_000, 60_000):  # wait longer on a busy machine until the scene is drawn
-            image = screenshot(chromium, viewer.url, tmp_path / "shot.png", WIDTH, HEIGHT, budget)
-            masks = {c: _mask(image, c) for c in ("red", "green", "blue")}
-            if all(m.sum() > 200 for m in masks.values()):
-                break
+        image = watch_page(chromium, viewer.url, tmp_path / "shot.png", WIDTH, HEIGHT,
+                           lambda im: all(_mask(im, c).sum() > 200 for c in ("red", "green", "blue")))
     finally:
         viewer.stop()
+    masks = {c: _mask(image, c) for c in ("red", "green", "blue")}
     counts = {c: int(m.sum()) for c, m in masks.items()}
     assert all(n > 200 for n in counts.values()), f"colours not drawn: {counts} (screenshot {tmp_path / 'shot.png'})"
     (ry, rx), (gy, gx), (by, bx) = (np.argwhere(masks[c]).mean(0) for c in ("red", "green", "blue"))
     assert abs(rx - WIDTH / 2) < 0.1 * WIDTH and abs(ry - HEIGHT / 2) < 0.15 * HEIGHT  # the object at the centre
     assert gx > rx + 0.1 * WIDTH and abs(gy - ry) < 0.1 * HEIGHT  # +y to the right: the camera is on +x (the front)
     assert by < ry - 0.1 * HEIGHT and abs(bx - rx) < 0.05 * WIDTH  # +z up
+
+
+def _centre(image: np.ndarray) -> np.ndarray:
+    return image[HEIGHT // 4: 3 * HEIGHT // 4, WIDTH // 4: 3 * WIDTH // 4]
 
 
 def _cube(rgb: tuple[float, float, float], n: int = 400) -> GaussianModel:
@@ -75,12 +77,10 @@ def test_live_updates_reach_the_browser(tmp_path, chromium):
         for step in (10, 20):
             live(step, _cube((0.9, 0.05, 0.05)))
         live(30, _cube((0.05, 0.8, 0.05)))
-        for budget in (10_000, 25_000, 60_000):
-            image = screenshot(chromium, viewer.url, tmp_path / "live.png", WIDTH, HEIGHT, budget)
-            centre = image[HEIGHT // 4: 3 * HEIGHT // 4, WIDTH // 4: 3 * WIDTH // 4]
-            if _mask(centre, "green").sum() > 200:
-                break
+        image = watch_page(chromium, viewer.url, tmp_path / "live.png", WIDTH, HEIGHT,
+                           lambda im: _mask(_centre(im), "green").sum() > 200)
     finally:
         viewer.stop()
+    centre = _centre(image)
     green, red = int(_mask(centre, "green").sum()), int(_mask(centre, "red").sum())
     assert green > 200 and red < 0.01 * green, f"green {green}, red {red} (screenshot {tmp_path / 'live.png'})"
