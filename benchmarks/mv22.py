@@ -43,8 +43,13 @@ Both grids run the same cameras: 4 views per step at 90° (view_azimuths=even), 
     distill3d bench run --suite benchmarks/results/mv22/ontop_single.txt --methods anchords-mv --priors toy+toy-mv \
         --seeds 0,1,2 --workers 2 $S --out benchmarks/results/mv22/toy-pair_terms_ontop
     # then the term's CFG 5 on the pair (on top of +12 [+3, +26] on [dev]: benchmarks/amv_levers.sh, paired_cfg5),
-    # on the [test] "next to" and "on top of" prompts only (faces and single not yet)
+    # on the [test] "next to" and "on top of" prompts first, then faces and single (the same grid: finished runs
+    # are reused)
     distill3d bench run --suite benchmarks/results/mv22/nextto_ontop.txt --methods anchords-mv --priors toy+toy-mv \
+        --seeds 0,1,2 --workers 2 $S --set mv.guidance_scale=5 --out benchmarks/results/mv22/toy-pair_terms_cfg5
+    distill3d bench run --suite benchmarks/results/mv22/faces_nextto.txt --methods anchords-mv --priors toy+toy-mv \
+        --seeds 0,1,2 --workers 2 $S --set mv.guidance_scale=5 --out benchmarks/results/mv22/toy-pair_terms_cfg5
+    distill3d bench run --suite benchmarks/results/mv22/ontop_single.txt --methods anchords-mv --priors toy+toy-mv \
         --seeds 0,1,2 --workers 2 $S --set mv.guidance_scale=5 --out benchmarks/results/mv22/toy-pair_terms_cfg5
     python3 benchmarks/mv22.py > benchmarks/results/mv22/mv22.md
 

@@ -122,3 +122,38 @@ def test_unknown_claims_are_a_one_line_error(tmp_path, capsys):
     assert main(["bench", "claims", "--only", "nope", "--no-run", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "unknown claim 'nope'" in err and "Traceback" not in err
+
+
+def test_the_ledger_leaves_out_runs_made_with_other_defaults_than_todays(tmp_path):
+    """A run id holds the --set overrides, not the registry's defaults: a finished run whose preset.json differs
+    from what its spec resolves to now (a default changed since) must not stand in the ledger for today's."""
+    import json
+
+    from distill3d.bench.grid import result_path
+    from distill3d.pipeline.config import resolve_run_config
+    from distill3d.pipeline.generate import PRESET_FILE, run_preset
+
+    claim = CLAIMS[0]
+    prompts = claim_prompts(claim)
+    specs = {(s.prompt, s.method, s.seed): s for s in generation_specs((claim,), [0, 1]) if s.prior == "toy"}
+    rows = [_row(p, m, s, layout=v, match=v, run_id=specs[(p, m, s)].run_id) for p in prompts for s in (0, 1)
+            for m, v in ((claim.treatment.method, 0.2), (claim.baseline.method, 0.6))]
+    with (tmp_path / "results.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(COLUMNS))
+        w.writeheader()
+        w.writerows(rows)
+
+    logged: list[str] = []
+    stale = specs[(prompts[0], claim.baseline.method, 0)]
+    cfg, rest = resolve_run_config(stale.method, {**dict(stale.overrides), "seed": "0"})
+    preset = run_preset(stale.prompt, cfg, rest, stale.prior_spec)[2]
+    run_dir = result_path(tmp_path, stale).parent
+    run_dir.mkdir(parents=True)
+    (run_dir / PRESET_FILE).write_text(json.dumps(preset))
+    full = run_claims(tmp_path, [0, 1], engine=None, run=False, claims=(claim,), ledger=(claim,), log=logged.append)
+    assert not logged and f"| {2 * len(prompts)} |" in full  # made with today's settings: kept
+    preset["method_config"]["guidance_scale"] = 42.0  # the baseline's CFG default has changed since this run
+    (run_dir / PRESET_FILE).write_text(json.dumps(preset))
+    text = run_claims(tmp_path, [0, 1], engine=None, run=False, claims=(claim,), ledger=(claim,), log=logged.append)
+    assert len(logged) == 1 and "1 finished runs were made with other settings" in logged[0]
+    assert f"| {2 * len(prompts) - 1} |" in text and f"| {2 * len(prompts)} |" not in text

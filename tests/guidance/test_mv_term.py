@@ -105,7 +105,8 @@ def test_the_registry_entries_keep_the_base_methods_preset_and_name_their_keys()
     entry = GENERATE_METHODS["anchords-mv"]
     assert entry.config().base == GENERATE_METHODS["anchords"].config()
     assert GENERATE_METHODS["sds-mv"].config().base == GENERATE_METHODS["sds"].config()
-    assert entry.config().mv.guidance_scale == GENERATE_METHODS["sds"].config().guidance_scale
+    assert entry.config().mv.guidance_scale == GENERATE_METHODS["mvdream-sds"].config().guidance_scale  # CFG 5
+    assert GENERATE_METHODS["sds-mv"].config().mv.guidance_scale == GENERATE_METHODS["sds"].config().guidance_scale
     code = AnchorDSMV(AnchorDSMVConfig(base=AnchorDSConfig(form=CodeForm())))
     assert code.grammar_fallbacks() and all(k.startswith("base.") for k in code.grammar_fallbacks())
 

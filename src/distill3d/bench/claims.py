@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 from distill3d.bench.edit import bench_edit, make_pair
-from distill3d.bench.grid import BENCH_OVERRIDES, RunSpec, check_specs, read_results, run_grid
+from distill3d.bench.grid import BENCH_OVERRIDES, RunSpec, check_specs, read_results, reuse_problem, run_grid
 from distill3d.bench.report import oscillation
 from distill3d.bench.stats import Interval, bootstrap
 from distill3d.bench.suite import load_suite
@@ -387,6 +387,12 @@ def run_claims(out_dir: Path, seeds: list[int], engine, claims: tuple[Claim, ...
                 for pair in pairs:  # pair by pair, every method: a ledger stopped early still pairs its edits
                     bench_edit(edit_methods, [pair], [seed], out_dir / "edit", {})
     rows = read_results(out_dir) if (out_dir / "results.csv").is_file() else []
+    made = sorted({int(r["seed"]) for r in rows})
+    stale = {s.run_id for s in generation_specs(ledger, made) if reuse_problem(out_dir, s) is not None}
+    if stale:  # made before a default changed: they would pass an old setting off as today's
+        log(f"{len(stale)} finished runs were made with other settings than today's defaults and are left out of "
+            f"the ledger; delete their directories under {out_dir / 'runs'} and run again to remake them")
+        rows = [r for r in rows if r["run_id"] not in stale]
     edit_runs = _edit_runs(out_dir / "edit")
     results = []
     for c in ledger:

@@ -285,23 +285,31 @@ def result_path(out_dir: Path, spec: RunSpec) -> Path:
     return out_dir / "runs" / spec.dir_name / RESULT_FILE
 
 
-def check_reusable(out_dir: Path, spec: RunSpec) -> None:
-    """A finished run is reused only when it was made with what ``spec`` resolves to now: a run id holds the
-    ``--set`` overrides, not the registry's defaults, so a default changed since the run (a method's CFG, a
-    camera range) would otherwise pass old runs off as new. A ``UserError`` names the run and the first setting
-    that differs. Runs without their ``preset.json`` (a failed start, or only ``results.csv`` from another
-    machine) are not checked."""
+def reuse_problem(out_dir: Path, spec: RunSpec) -> str | None:
+    """Why the finished run of ``spec`` in ``out_dir`` may not stand for ``spec`` now, or None. A run id holds
+    the ``--set`` overrides, not the registry's defaults, so a default changed since the run (a method's CFG, a
+    camera range) would otherwise pass old runs off as new: the run's ``preset.json`` is compared with what
+    ``spec`` resolves to now, and the first setting that differs is named. Runs without their ``preset.json`` (a
+    failed start, or only ``results.csv`` from another machine) are not checked."""
     path = result_path(out_dir, spec).parent / PRESET_FILE
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
-        return
+        return None
     cfg, rest = resolve_run_config(spec.method, {**dict(spec.overrides), "seed": str(spec.seed)})
     diff = first_difference(saved, run_preset(spec.prompt, cfg, rest, spec.prior_spec)[2])
-    if diff is not None:
-        label, old, now = diff
-        raise UserError(f"{path.parent} was made with {label} {old}, and the same run would now use {now} (a "
-                        f"default changed since); give another --out, or --set the old value (a run of its own)")
+    if diff is None:
+        return None
+    label, old, now = diff
+    return f"{path.parent} was made with {label} {old}, and the same run would now use {now} (a default changed since)"
+
+
+def check_reusable(out_dir: Path, spec: RunSpec) -> None:
+    """A finished run is reused only when it was made with what ``spec`` resolves to now (``reuse_problem``);
+    otherwise a ``UserError`` names the run and the first setting that differs."""
+    problem = reuse_problem(out_dir, spec)
+    if problem is not None:
+        raise UserError(f"{problem}; give another --out, or --set the old value (a run of its own)")
 
 
 def read_result(path: Path) -> dict | None:
@@ -423,4 +431,5 @@ def run_grid(specs: list[RunSpec], out_dir: Path, engine: Engine, log: Callable[
 
 
 __all__ = ["BENCH_OVERRIDES", "COLUMNS", "RESULTS", "RunSpec", "check_specs", "downsample", "execute",
-           "make_specs", "measure_run", "merge", "parse_series", "read_results", "record", "remeasure", "run_grid"]
+           "make_specs", "measure_run", "merge", "parse_series", "read_results", "record", "remeasure", "reuse_problem",
+           "run_grid"]
