@@ -8,10 +8,12 @@ import pytest
 
 from distill3d.bench.claims import (
     CLAIMS,
+    MIN_PAIRS,
     PRIORS,
     TWO_OBJECTS,
     Arm,
     Claim,
+    claim_priors,
     claim_prompts,
     claims_edit_pairs,
     evaluate_generation,
@@ -19,7 +21,7 @@ from distill3d.bench.claims import (
     run_claims,
     verdict,
 )
-from distill3d.bench.grid import COLUMNS
+from distill3d.bench.grid import BENCH_OVERRIDES, COLUMNS
 from distill3d.bench.stats import Interval
 from distill3d.cli.main import main
 from distill3d.toyworld.grammar import parse_caption
@@ -64,8 +66,13 @@ def test_the_run_plan_is_seed_major_shares_runs_and_keeps_the_word_prior_to_two_
     seeds = [s.seed for s in specs]
     assert seeds == sorted(seeds)  # every seed-0 run first: a ledger stopped early has every claim's first seed
     assert len({(s.run_id, s.preset) for s in specs}) == len(specs)
-    sds_toy = [s for s in specs if s.method == "sds" and s.preset == "default" and s.prior == "toy" and s.seed == 0]
-    assert len(sds_toy) == 40  # the baseline of many claims, made once per prompt
+    sds_toy = [s for s in specs if s.method == "sds" and s.preset == "default" and s.prior == "toy" and s.seed == 0
+               and s.overrides == tuple(sorted(BENCH_OVERRIDES.items()))]
+    baseline_prompts = {p for c in CLAIMS if not c.edit and Arm("sds") in (c.treatment, c.baseline)
+                        for p in claim_prompts(c)}
+    assert len(sds_toy) == len(baseline_prompts) >= 24  # the baseline of many claims, made once per prompt
+    for c in (c for c in CLAIMS if not c.edit):  # the budget still leaves every row enough pairs with 3 seeds
+        assert all(3 * len(claim_prompts(c, p)) >= MIN_PAIRS for p in claim_priors(c)), c.key
     words = [s for s in specs if s.prior == "toy-words"]
     assert words and all(parse_caption(s.prompt).kind in TWO_OBJECTS for s in words)
     # the multi-view arms run on their own prior, the -mv methods on the toy pair
@@ -157,3 +164,46 @@ def test_the_ledger_leaves_out_runs_made_with_other_defaults_than_todays(tmp_pat
     text = run_claims(tmp_path, [0, 1], engine=None, run=False, claims=(claim,), ledger=(claim,), log=logged.append)
     assert len(logged) == 1 and "1 finished runs were made with other settings" in logged[0]
     assert f"| {2 * len(prompts) - 1} |" in text and f"| {2 * len(prompts)} |" not in text
+
+
+def test_the_plan_counts_each_cells_runs_and_projects_hours_from_the_finished_ones():
+    from distill3d.bench.claims import format_plan, run_plan
+
+    claim = CLAIMS[0]
+    specs = [s for s in generation_specs((claim,), [0]) if s.prior == "toy"]
+    treat = [s for s in specs if s.method == claim.treatment.method]
+    rows = [{"run_id": s.run_id, "seconds_total": "36"} for s in treat[:2]]
+    edits = [{"method": "uds", "seed": 0, "seconds": 72.0}, {"method": "uds", "seed": 5, "seconds": 1.0}]
+    uds = next(c for c in CLAIMS if c.edit and "uds" in (c.treatment.method, c.baseline.method))
+    plan = {(r.method, r.prior): r for r in run_plan((claim, uds), [0], rows, edits)}
+    cell = plan[(claim.treatment.method, "toy")]
+    assert (cell.runs, cell.finished, cell.median_seconds) == (len(treat), 2, 36.0)
+    assert plan[(claim.baseline.method, "toy")].median_seconds is None  # nothing finished: cost unknown
+    assert plan[("uds", "edit")].runs == len(claims_edit_pairs()) and plan[("uds", "edit")].median_seconds == 72.0
+    text = format_plan([cell, plan[("uds", "edit")]], workers=2)
+    hours = (len(treat) * 36 + len(claims_edit_pairs()) * 72) / 3600 / 2
+    left = ((len(treat) - 2) * 36 + len(claims_edit_pairs()) * 72) / 3600 / 2
+    assert f"from nothing {hours:.1f} h, what is left {left:.1f} h" in text
+    assert "Not in the projection" in format_plan(list(plan.values()), 2)
+
+
+def test_edits_in_parallel_processes_measure_what_one_process_measures(tmp_path, monkeypatch):
+    """The ledger's edits, two at a time in spawned processes, give the same metrics as one after another."""
+    import json
+
+    monkeypatch.undo()  # the spawned processes judge with the shipped judge: so does this one here
+
+    from distill3d.bench.claims import run_edits
+    from distill3d.bench.edit import make_pair
+
+    pairs = [make_pair("a red cube", "a blue cube")]
+    tiny = {"steps": "2", "views_per_step": "2", "export_size": "16", "turntable_frames": "2", "mesh_resolution": "16"}
+    for workers in (1, 2):
+        run_edits(["uds", "pds"], pairs, 0, tmp_path / f"w{workers}", workers, overrides=tiny, source_points=300)
+
+    def metrics(workers):
+        files = sorted((tmp_path / f"w{workers}" / "runs").glob("*/*/metrics.json"))
+        return {f.parent.parent.name: {k: v for k, v in json.loads(f.read_text()).items() if k != "seconds"}
+                for f in files}
+
+    assert set(metrics(2)) == {"uds", "pds"} and metrics(2) == metrics(1)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from distill3d.bench.edit import bench_edit, make_pair
+from distill3d.bench.edit import bench_edit, edit_sources, make_pair
 from distill3d.bench.grid import BENCH_OVERRIDES, RunSpec, check_specs, read_results, reuse_problem, run_grid
 from distill3d.bench.report import oscillation
 from distill3d.bench.stats import Interval, bootstrap
@@ -83,7 +83,7 @@ class Claim:
     metric: str  # a column of results.csv, or a derived one (METRICS)
     claimed: Literal["higher", "lower", "same"]  # what the paper says of treatment against baseline
     kinds: tuple[str, ...] = ALL_KINDS  # which kinds of [test] prompts
-    prompts_per_kind: int | None = None  # expensive methods: the first N prompts of each kind (said in the row)
+    prompts_per_kind: int | None = None  # the first N [test] prompts of each kind (said in the row), None: all
     priors: tuple[str, ...] = PRIORS
     margin: float = 0.0  # "same": the half-width of "about the same"
     edit: bool = False  # an editing claim (bench edit), else generation (bench run)
@@ -116,45 +116,60 @@ MV_VIEWS = (("elevation_max", "30"), ("view_azimuths", "even"), ("views_per_step
 MV_SDS = Arm("mvdream-sds", "multiview", (("guidance_scale", "5"), *MV_VIEWS), "toy-mv")
 #: The toy pair of the -mv methods: their base method's rows on the single-view prior, the term's on toy-mv.
 TOY_PAIR = f"toy{PAIR}toy-mv"
+#: anchords-mv at its registry default term CFG (5, chosen on toy-claims [dev]: benchmarks/results/amv_levers), pinned
+#: like MV_SDS's, on the toy pair.
+AMV_PAIR = Arm("anchords-mv", "multiview", (("mv.guidance_scale", "5"), *MV_VIEWS), TOY_PAIR)
+
+#: The ledger's budget (issue 21: the whole ledger from nothing within 8 hours with --workers 2 on the 2-core
+#: machine; ``bench claims --plan`` projects it from the finished runs' medians): the first N [test] prompts of each
+#: kind per claim, 3 seeds. Two-object claims (the round's centre) get MULTI, ISD (2x an SDS run) ISD_PROMPTS, the
+#: rest CHEAP; SDI (about 12x: 10 inversion steps per step), VSD and ISM run on the toy prior only, SDI 1 per kind.
+#: The multi-view claims keep every prompt of their kinds (cheap, and each tests one kind). More power: more seeds.
+CHEAP, ISD_PROMPTS, MULTI = 3, 2, 4
+#: Methods whose claims run after every other claim's (seed by seed), so a ledger stopped early has the rest.
+EXPENSIVE = frozenset({"sdi", "vsd", "ism"})
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("anchords-multi", "AnchorDS reduces semantic over-smoothing on multi-object prompts: objects in their places",
-          f"{_ANCHORDS}, Sec. 1 and Fig. 1; T3Bench multi", Arm("anchords"), Arm("sds"), "layout", "higher", TWO_OBJECTS),
+          f"{_ANCHORDS}, Sec. 1 and Fig. 1; T3Bench multi", Arm("anchords"), Arm("sds"), "layout", "higher", TWO_OBJECTS,
+          prompts_per_kind=MULTI),
     Claim("anchords-quality", "AnchorDS beats SDS overall (T3Bench quality 30.7 vs 29.7)", f"{_ANCHORDS}, T3Bench table",
-          Arm("anchords"), Arm("sds"), "match", "higher"),
+          Arm("anchords"), Arm("sds"), "match", "higher", prompts_per_kind=CHEAP),
     Claim("anchords-filter", "The filter adds to AnchorDS (T3Bench 32.8 vs 30.7)", f"{_ANCHORDS}, T3Bench table (ablation)",
-          Arm("anchords-filter"), Arm("anchords"), "match", "higher"),
+          Arm("anchords-filter"), Arm("anchords"), "match", "higher", prompts_per_kind=CHEAP),
     Claim("anchords-finetune", "The fine-tune adds to the filter (T3Bench 33.3 vs 32.8)",
-          f"{_ANCHORDS}, T3Bench table (ablation)", Arm("anchords-finetune"), Arm("anchords-filter"), "match", "higher"),
+          f"{_ANCHORDS}, T3Bench table (ablation)", Arm("anchords-finetune"), Arm("anchords-filter"), "match", "higher",
+          prompts_per_kind=CHEAP),
     Claim("anchords-cost", "AnchorDS costs about what SDS costs (one more prior row, batched)",
-          f"{_ANCHORDS}, Sec. 4 (cost); METHODS.md", Arm("anchords"), Arm("sds"), "seconds", "same", margin=0.25),
+          f"{_ANCHORDS}, Sec. 4 (cost); METHODS.md", Arm("anchords"), Arm("sds"), "seconds", "same", prompts_per_kind=CHEAP, margin=0.25),
     Claim("isd-variance", "ISD lowers the oscillation of the gradient against SDS", f"{_ISD}, Fig. 3",
-          Arm("isd"), Arm("sds"), "oscillation", "lower"),
+          Arm("isd"), Arm("sds"), "oscillation", "lower", prompts_per_kind=ISD_PROMPTS),
     Claim("isd-control-variate", "ISD's text control variate beats IP-SDS (ε as control variate)", f"{_ISD}, ablation (Sec. 5)",
-          Arm("isd"), Arm("isd", "ip-sds", (("mode", "ip-sds"),)), "match", "higher"),
+          Arm("isd"), Arm("isd", "ip-sds", (("mode", "ip-sds"),)), "match", "higher", prompts_per_kind=ISD_PROMPTS),
     Claim("isd-multi", "ISD avoids mode averaging on multi-object prompts: objects in their places",
-          f"{_ISD}, T3Bench multi (41.4)", Arm("isd"), Arm("sds"), "layout", "higher", TWO_OBJECTS),
+          f"{_ISD}, T3Bench multi (41.4)", Arm("isd"), Arm("sds"), "layout", "higher", TWO_OBJECTS,
+          prompts_per_kind=ISD_PROMPTS),
     Claim("isd-janus", "ISD's reference image fixes the front: fewer Janus views on faces", f"{_ISD}, Sec. 1 and figures",
           Arm("isd"), Arm("sds"), "match", "higher", ("face",)),
     Claim("uds-generation", "UDS generates better than SDS", f"{_UDS}, generation table",
-          Arm("uds"), Arm("sds"), "match", "higher"),
+          Arm("uds"), Arm("sds"), "match", "higher", prompts_per_kind=CHEAP),
     Claim("sdi-divergence", "SDI diverges less than SDS (4.7% vs 18.6% diverged)", _SDI_T1,
-          Arm("sdi"), Arm("sds"), "diverged", "lower", prompts_per_kind=3),
+          Arm("sdi"), Arm("sds"), "diverged", "lower", prompts_per_kind=1, priors=("toy",)),
     Claim("sdi-quality", "SDI beats SDS (CLIP 33.47 vs 29.81)", _SDI_T1, Arm("sdi"), Arm("sds"), "match", "higher",
-          prompts_per_kind=3),
+          prompts_per_kind=1, priors=("toy",)),
     Claim("vsd-quality", "VSD beats SDS (CLIP 33.31 vs 29.81)", f"{_SDI_T1}; ProlificDreamer", Arm("vsd"), Arm("sds"),
-          "match", "higher", prompts_per_kind=3),
+          "match", "higher", prompts_per_kind=2, priors=("toy",)),
     Claim("ism-quality", "ISM beats SDS", "LucidDreamer (CVPR 2024), comparisons", Arm("ism"), Arm("sds"), "match",
-          "higher", prompts_per_kind=3),
+          "higher", prompts_per_kind=2, priors=("toy",)),
     Claim("csd-enough", "The classifier term alone does what SDS does (CSD)", "CSD (Yu et al. 2023), Sec. 3",
-          Arm("csd"), Arm("sds"), "match", "same", prompts_per_kind=6, margin=0.1),
+          Arm("csd"), Arm("sds"), "match", "same", prompts_per_kind=CHEAP, margin=0.1),
     Claim("nfsd-quality", "NFSD beats SDS at a low CFG", "NFSD (Katzir et al. 2024)", Arm("nfsd"), Arm("sds"),
-          "match", "higher", prompts_per_kind=6),
+          "match", "higher", prompts_per_kind=CHEAP),
     Claim("levers-next-to", "Evenly spread views (MVDream's 4 at 90°) and a wider initial cloud put two objects in "
           "their places from every side (distill3d's lever study, chosen on toy-claims [dev])",
           "issue 21 lever study (benchmarks/results/levers/levers.md)",
           Arm("sds", "levers", (("init_radius", "0.9"), ("view_azimuths", "even"))), Arm("sds"), "layout", "higher",
-          TWO_OBJECTS),
+          TWO_OBJECTS, prompts_per_kind=MULTI),
     Claim("mvdream-janus", "Score distillation from a multi-view prior puts a face's front where it belongs (no Janus)",
           f"{_MVDREAM}, Sec. 1 and Fig. 1 (multi-view consistency)",
           MV_SDS, Arm("sds"), "front_error", "lower", ("face",),
@@ -170,7 +185,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("anchords-multi-mv", "AnchorDS reduces semantic over-smoothing on multi-object prompts, with "
           "ModeDreamer's multi-view term on both: objects in their places from every side",
           f"{_ANCHORDS}, Sec. 1 and Fig. 1; the term from {_ISD}, Eq. 8-9",
-          Arm("anchords-mv", "multiview", MV_VIEWS, TOY_PAIR), Arm("sds-mv", "multiview", MV_VIEWS, TOY_PAIR), "consistent",
+          AMV_PAIR, Arm("sds-mv", "multiview", MV_VIEWS, TOY_PAIR), "consistent",
           "higher", ("next to",), priors=("toy",)),
     Claim("uds-edit-identity-dds", "UDS keeps identity when editing better than DDS", f"{_UDS}, editing table",
           Arm("uds"), Arm("dds"), "outside_mse", "lower", priors=("toy",), edit=True),
@@ -237,14 +252,14 @@ def _next(names: tuple[str, ...], current: str, used: set[str]) -> str:
 def generation_specs(claims: Iterable[Claim], seeds: list[int]):
     """Every generation run of the claims as ``grid.RunSpec``s, seed-major (all seed-0 runs first) and within
     a seed round-robin over the (claim, prior) cells (each cell's first prompt, then each one's second...), the
-    claims of expensive methods (``prompts_per_kind`` set: SDI, VSD, ISM cost several times an SDS run) after
+    claims of expensive methods (``EXPENSIVE``: SDI, VSD, ISM cost several times an SDS run) after
     the others, so a ledger stopped early has a first paired estimate for as many claims as it could afford.
     A run shared by claims is listed once."""
     cells = [(c, p, claim_prompts(c, p)) for c in claims if not c.edit for p in claim_priors(c)]
     specs, seen = [], set()
     for seed in seeds:
         for cheap in (True, False):  # the expensive methods' claims (fewer prompts) after the others
-            group = [cell for cell in cells if (cell[0].prompts_per_kind is None) == cheap]
+            group = [cell for cell in cells if (cell[0].treatment.method not in EXPENSIVE) == cheap]
             for i in range(max((len(prompts) for _, _, prompts in group), default=0)):
                 for claim, prior, prompts in group:
                     if i >= len(prompts):
@@ -256,6 +271,64 @@ def generation_specs(claims: Iterable[Claim], seeds: list[int]):
                             seen.add((spec.run_id, spec.preset))
                             specs.append(spec)
     return specs
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One method on one prior in a ledger's run plan: its runs, how many are finished in the ledger's directory,
+    and the median seconds of those (None: none finished yet, so its cost is unknown)."""
+
+    method: str
+    prior: str
+    runs: int
+    finished: int
+    median_seconds: float | None
+
+
+def run_plan(claims: Iterable[Claim], seeds: list[int], rows: list[dict], edit_runs: list[dict]) -> list[PlanRow]:
+    """The ledger's runs per (method, prior), generation then edits (prior "edit"), with the finished ones and their
+    median wall time from ``rows`` (results.csv) and ``edit_runs`` (the edits' metrics)."""
+    claims = tuple(claims)
+    by_cell: dict[tuple[str, str], set[str]] = {}
+    for spec in generation_specs(claims, seeds):
+        by_cell.setdefault((spec.method, spec.prior), set()).add(spec.run_id)
+    seconds = {r["run_id"]: float(r["seconds_total"]) for r in rows if r.get("seconds_total")}
+    plan = []
+    for (method, prior), ids in by_cell.items():
+        times = [seconds[i] for i in ids if i in seconds]
+        plan.append(PlanRow(method, prior, len(ids), len(times), statistics.median(times) if times else None))
+    edit_claims = [c for c in claims if c.edit]
+    n_pairs = len(claims_edit_pairs())
+    for method in dict.fromkeys(m for c in edit_claims for m in (c.treatment.method, c.baseline.method)):
+        times = [r["seconds"] for r in edit_runs if r["method"] == method and r["seed"] in seeds and "seconds" in r]
+        plan.append(PlanRow(method, "edit", n_pairs * len(seeds), len(times),
+                            statistics.median(times) if times else None))
+    return plan
+
+
+def format_plan(plan: list[PlanRow], workers: int) -> str:
+    """A markdown table of ``plan`` and its projected wall time, runs and edits spread over ``workers`` (with
+    ``--ray`` the edits run one at a time, which this does not model); cells with no finished run are left out of
+    the projection and named."""
+    lines = ["| method | prior | runs | finished | median s | CPU h (all) | CPU h (left) |", "|---|---|---|---|---|---|---|"]
+    all_h = left_h = 0.0
+    unknown = []
+    for r in plan:
+        if r.median_seconds is None:
+            unknown.append(f"{r.method} on {r.prior} ({r.runs} runs)")
+            lines.append(f"| {r.method} | {r.prior} | {r.runs} | 0 | – | – | – |")
+            continue
+        cell_all, cell_left = r.runs * r.median_seconds / 3600, (r.runs - r.finished) * r.median_seconds / 3600
+        lines.append(f"| {r.method} | {r.prior} | {r.runs} | {r.finished} | {r.median_seconds:.0f} | {cell_all:.2f} | "
+                     f"{cell_left:.2f} |")
+        all_h, left_h = all_h + cell_all, left_h + cell_left
+    lines.append("")
+    lines.append(f"Projected wall time with --workers {workers} (runs and edits {workers} at a time): from nothing "
+                 f"{all_h / workers:.1f} h, what is left {left_h / workers:.1f} h ({sum(r.runs for r in plan)} runs "
+                 f"and edits in all).")
+    if unknown:
+        lines.append(f"Not in the projection (no finished run to time yet): {', '.join(unknown)}.")
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------- the ledger
@@ -273,10 +346,11 @@ class ClaimResult:
 
 def _keyed(rows: list[dict], arm: Arm, prior: str, prompts: set[str], metric: str) -> dict[tuple, float]:
     fn = METRICS[metric][1]
+    settings = ";".join(f"{k}={v}" for k, v in sorted(arm.overrides) if k not in BENCH_OVERRIDES)  # as grid writes it
     out = {}
-    for r in rows:
+    for r in rows:  # the arm's own runs: same method, label, prior and --set overrides (another CFG is another arm)
         if (r["method"] == arm.method and r["preset"] == arm.label and r["prior"] == arm.prior_for(prior)
-                and r["prompt"] in prompts):
+                and r["prompt"] in prompts and r.get("overrides", "") == settings):
             v = fn(r)
             if v is not None:
                 out[(r["prompt"], int(r["seed"]))] = v
@@ -368,10 +442,11 @@ def write_ledger(results: list[ClaimResult], out: Path, command: str, seeds: lis
 
 
 def run_claims(out_dir: Path, seeds: list[int], engine, claims: tuple[Claim, ...] = CLAIMS, run: bool = True,
-               log: Callable[[str], None] = print, ledger: tuple[Claim, ...] = CLAIMS) -> str:
-    """Run (or resume) the runs of ``claims``, seed by seed, then write ``out_dir/claims.md`` with a row for every
-    claim of ``ledger`` (all of them by default, so that advancing a few claims never drops the others' rows
-    from the file); returns its text."""
+               log: Callable[[str], None] = print, ledger: tuple[Claim, ...] = CLAIMS, edit_workers: int = 1,
+               threads: int = 1) -> str:
+    """Run (or resume) the runs of ``claims``, seed by seed (the edits ``edit_workers`` at a time in local
+    processes), then write ``out_dir/claims.md`` with a row for every claim of ``ledger`` (all of them by default,
+    so that advancing a few claims never drops the others' rows from the file); returns its text."""
     edit_claims = [c for c in claims if c.edit]
     edit_methods = list(dict.fromkeys(m for c in edit_claims for m in (c.treatment.method, c.baseline.method)))
     pairs = [make_pair(s, t) for s, t in claims_edit_pairs()]
@@ -384,8 +459,7 @@ def run_claims(out_dir: Path, seeds: list[int], engine, claims: tuple[Claim, ...
             run_grid(specs, out_dir, engine, log)
             if edit_claims:
                 log(f"seed {seed}: {len(edit_methods) * len(pairs)} edits")
-                for pair in pairs:  # pair by pair, every method: a ledger stopped early still pairs its edits
-                    bench_edit(edit_methods, [pair], [seed], out_dir / "edit", {})
+                run_edits(edit_methods, pairs, seed, out_dir / "edit", edit_workers, threads)
     rows = read_results(out_dir) if (out_dir / "results.csv").is_file() else []
     made = sorted({int(r["seed"]) for r in rows})
     stale = {s.run_id for s in generation_specs(ledger, made) if reuse_problem(out_dir, s) is not None}
@@ -393,18 +467,48 @@ def run_claims(out_dir: Path, seeds: list[int], engine, claims: tuple[Claim, ...
         log(f"{len(stale)} finished runs were made with other settings than today's defaults and are left out of "
             f"the ledger; delete their directories under {out_dir / 'runs'} and run again to remake them")
         rows = [r for r in rows if r["run_id"] not in stale]
-    edit_runs = _edit_runs(out_dir / "edit")
+    edits = edit_runs(out_dir / "edit")
     results = []
     for c in ledger:
         if c.edit:
-            results.append(evaluate_edit(c, edit_runs))
+            results.append(evaluate_edit(c, edits))
         else:
             results += [evaluate_generation(c, p, rows) for p in claim_priors(c)]
     done = sorted({int(r["seed"]) for r in rows})
     return write_ledger(results, out_dir / "claims.md", _command(out_dir, seeds), done or seeds)
 
 
-def _edit_runs(edit_dir: Path) -> list[dict]:
+def _edit_one(method: str, pair, seed: int, edit_dir: Path, threads: int, overrides: dict[str, str],
+              source_points: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    bench_edit([method], [pair], [seed], edit_dir, overrides, source_points=source_points)
+
+
+def run_edits(methods: list[str], pairs: list, seed: int, edit_dir: Path, workers: int = 1, threads: int = 1,
+              overrides: dict[str, str] | None = None, source_points: int = 5000) -> None:
+    """Every method's edit of every pair at ``seed``, pair by pair (every method of a pair before the next pair: a
+    ledger stopped early still pairs its edits), ``workers`` at a time in spawned processes (one: in this one);
+    each edit is written by ``bench_edit`` and skipped once finished."""
+    overrides = overrides or {}
+    if workers <= 1:
+        for pair in pairs:
+            bench_edit(methods, [pair], [seed], edit_dir, overrides, source_points=source_points)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    edit_sources(pairs, edit_dir, source_points)  # written once here, not by two processes at a time
+    jobs = [(m, pair) for pair in pairs for m in methods]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_edit_one, m, pair, seed, edit_dir, threads, overrides, source_points)
+                   for m, pair in jobs]
+        for future in futures:
+            future.result()
+
+
+def edit_runs(edit_dir: Path) -> list[dict]:
     """Every finished edit's metrics under ``edit_dir/runs`` (one ``metrics.json`` per method, pair, seed)."""
     runs = []
     by_slug = {make_pair(s, t).slug: (s, t) for s, t in claims_edit_pairs()}
@@ -421,5 +525,6 @@ def _command(out_dir: Path, seeds: list[int]) -> str:
     return f"distill3d bench claims --seeds {','.join(map(str, seeds))} --workers 2 --out {out_dir}"
 
 
-__all__ = ["CLAIMS", "Arm", "Claim", "ClaimResult", "claim_kinds", "claim_priors", "claim_prompts", "claims_edit_pairs", "evaluate_edit",
-           "evaluate_generation", "generation_specs", "run_claims", "verdict", "write_ledger"]
+__all__ = ["CHEAP", "CLAIMS", "EXPENSIVE", "ISD_PROMPTS", "MULTI", "Arm", "Claim", "ClaimResult", "PlanRow", "claim_kinds",
+           "claim_priors", "claim_prompts", "claims_edit_pairs", "edit_runs", "evaluate_edit", "evaluate_generation",
+           "format_plan", "generation_specs", "run_claims", "run_edits", "run_plan", "verdict", "write_ledger"]

@@ -180,13 +180,9 @@ def interval(values: list[float]) -> tuple[float, float | None]:
 METRICS = ("changed", "kept", "outside_mse", "inside_mse", "drift")
 
 
-def bench_edit(methods: list[str], pairs: list[EditPair], seeds: list[int], out_dir: Path, overrides: dict[str, str],
-               prior_spec: PriorSpec = DEFAULT_PRIOR, source_points: int = 5000, progress: bool = False,
-               judge: Judge | None = None, prior: Prior | None = None) -> dict:
-    """Run (or finish) every method x pair x seed; write results.json and results.md in ``out_dir``."""
-    for m in methods:
-        find_method(m, "edit")  # fail before any work
-    judge = judge or Judge.load()
+def edit_sources(pairs: list[EditPair], out_dir: Path, source_points: int = 5000) -> dict[str, Path]:
+    """Each pair's source asset, the truth of its source caption as Gaussians, written once under
+    ``out_dir/sources``: source caption -> its ``gaussians.ply``."""
     sources: dict[str, Path] = {}
     for caption in dict.fromkeys(p.source for p in pairs):
         path = out_dir / "sources" / "_".join(w for w in caption.split() if w not in ("a", "an")) / "gaussians.ply"
@@ -194,6 +190,17 @@ def bench_edit(methods: list[str], pairs: list[EditPair], seeds: list[int], out_
             path.parent.mkdir(parents=True, exist_ok=True)
             truth_asset(parse_caption(caption), source_points).save(path)
         sources[caption] = path
+    return sources
+
+
+def bench_edit(methods: list[str], pairs: list[EditPair], seeds: list[int], out_dir: Path, overrides: dict[str, str],
+               prior_spec: PriorSpec = DEFAULT_PRIOR, source_points: int = 5000, progress: bool = False,
+               judge: Judge | None = None, prior: Prior | None = None) -> dict:
+    """Run (or finish) every method x pair x seed; write results.json and results.md in ``out_dir``."""
+    for m in methods:
+        find_method(m, "edit")  # fail before any work
+    judge = judge or Judge.load()
+    sources = edit_sources(pairs, out_dir, source_points)
     rows = []
     for method in methods:
         for pair in pairs:
@@ -259,5 +266,5 @@ def write_table(result: dict, out_dir: Path, command: str) -> str:
     return text
 
 
-__all__ = ["DEFAULT_PAIRS", "EditPair", "bench_edit", "default_pairs", "interval", "judge_edit", "make_pair",
+__all__ = ["DEFAULT_PAIRS", "EditPair", "bench_edit", "default_pairs", "edit_sources", "interval", "judge_edit", "make_pair",
            "measure", "parse_pairs", "truth_asset", "write_table"]

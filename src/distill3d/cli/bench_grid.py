@@ -151,14 +151,17 @@ def report(out_dir: str) -> None:
 @click.option("--seeds", default="0,1,2", show_default=True)
 @click.option("--only", default=None, help="Comma-separated claim keys (default: every claim of the ledger).")
 @click.option("--no-run", is_flag=True, help="Write claims.md from the runs already finished, run nothing.")
+@click.option("--plan", is_flag=True, help="Print the runs per method and prior, how many are finished and the "
+              "projected hours (from the finished runs' median times), run nothing, write nothing.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
-              help="Generation runs at once (local processes, or Ray tasks with --ray); edits run in this process.")
+              help="Runs at once: generation runs in local processes (or Ray tasks with --ray), edits in local "
+              "processes (one at a time with --ray).")
 @click.option("--ray", "ray_address", default=None, metavar="auto|ADDRESS",
               help="Run the generation runs on Ray (the 'ray' extra): 'auto' starts a local instance.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1), help="Torch threads per run.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
-def claims(seeds: str, only: str | None, no_run: bool, workers: int, ray_address: str | None, threads: int,
-           out_dir: str) -> None:
+def claims(seeds: str, only: str | None, no_run: bool, plan: bool, workers: int, ray_address: str | None,
+           threads: int, out_dir: str) -> None:
     """Run or resume the grids behind the papers' claims (toy-claims [test], both toy priors, toy edits) and
     write DIR/claims.md: effect, 95% interval and verdict per claim."""
     from pathlib import Path
@@ -174,8 +177,17 @@ def claims(seeds: str, only: str | None, no_run: bool, workers: int, ray_address
         if unknown:
             raise UserError(f"unknown claim {unknown[0]!r}; choose from {', '.join(c.key for c in CLAIMS)}")
         chosen = tuple(c for c in CLAIMS if c.key in keys)
+    if plan:
+        from distill3d.bench.claims import edit_runs, format_plan, run_plan
+        from distill3d.bench.grid import RESULTS, read_results
+
+        rows = read_results(Path(out_dir)) if (Path(out_dir) / RESULTS).is_file() else []
+        click.echo(format_plan(run_plan(chosen, _seeds(seeds), rows, edit_runs(Path(out_dir) / "edit")), workers),
+                   nl=False)
+        return
     engine = choose_engine(workers, ray_address, None, threads, None)
-    run_claims(Path(out_dir), _seeds(seeds), engine, chosen, run=not no_run, log=lambda line: click.echo(line))
+    run_claims(Path(out_dir), _seeds(seeds), engine, chosen, run=not no_run, log=lambda line: click.echo(line),
+               edit_workers=1 if ray_address else workers, threads=threads)
     click.echo(f"wrote {out_dir}/claims.md")
 
 
