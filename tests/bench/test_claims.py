@@ -207,3 +207,12 @@ def test_edits_in_parallel_processes_measure_what_one_process_measures(tmp_path,
                 for f in files}
 
     assert set(metrics(2)) == {"uds", "pds"} and metrics(2) == metrics(1)
+
+
+def test_a_claim_the_toy_world_cannot_test_runs_nothing_and_says_why(tmp_path):
+    nfsd = next(c for c in CLAIMS if c.key == "nfsd-quality")
+    assert nfsd.untestable and not generation_specs((nfsd,), [0])
+    text = run_claims(tmp_path, [0], engine=None, run=False, claims=(nfsd,), ledger=(nfsd,))
+    row = next(line for line in text.splitlines() if "`nfsd-quality`" in line)
+    assert "not testable here: NFSD's δ_D needs its negative prompt" in row
+    assert all(not c.untestable for c in CLAIMS if c.key != "nfsd-quality")  # every other claim is run
