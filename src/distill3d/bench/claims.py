@@ -122,11 +122,12 @@ TOY_PAIR = f"toy{PAIR}toy-mv"
 AMV_PAIR = Arm("anchords-mv", "multiview", (("mv.guidance_scale", "5"), *MV_VIEWS), TOY_PAIR)
 
 #: The ledger's budget (issue 21: the whole ledger from nothing within 8 hours with --workers 2 on the 2-core
-#: machine; ``bench claims --plan`` projects it from the finished runs' medians): the first N [test] prompts of each
-#: kind per claim, 3 seeds. Two-object claims (the round's centre) get MULTI, ISD (2x an SDS run) ISD_PROMPTS, the
-#: rest CHEAP; SDI (about 12x: 10 inversion steps per step), VSD and ISM run on the toy prior only, SDI 1 per kind.
-#: The multi-view claims keep every prompt of their kinds (cheap, and each tests one kind). More power: more seeds.
-CHEAP, ISD_PROMPTS, MULTI = 3, 2, 4
+#: machine; ``bench claims --plan`` projects it from the finished runs' medians: 6.4 h with the medians of 7 Dec
+#: 2026, SDI 169 s, VSD 58 s, ISM 49 s, SDS 28 s, ISD 63 s a run): the first N [test] prompts of each kind per
+#: claim, 3 seeds. Two-object claims (the round's centre) get MULTI, ISD (2x an SDS run) ISD_PROMPTS, the rest
+#: CHEAP; SDI (6x: 10 inversion steps per step), VSD and ISM EXPENSIVE_PROMPTS on the toy prior only. The
+#: multi-view claims keep every prompt of their kinds (cheap, and each tests one kind). More power: more seeds.
+CHEAP, ISD_PROMPTS, MULTI, EXPENSIVE_PROMPTS = 3, 2, 4, 2
 #: Methods whose claims run after every other claim's (seed by seed), so a ledger stopped early has the rest.
 EXPENSIVE = frozenset({"sdi", "vsd", "ism"})
 
@@ -155,13 +156,13 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("uds-generation", "UDS generates better than SDS", f"{_UDS}, generation table",
           Arm("uds"), Arm("sds"), "match", "higher", prompts_per_kind=CHEAP),
     Claim("sdi-divergence", "SDI diverges less than SDS (4.7% vs 18.6% diverged)", _SDI_T1,
-          Arm("sdi"), Arm("sds"), "diverged", "lower", prompts_per_kind=1, priors=("toy",)),
+          Arm("sdi"), Arm("sds"), "diverged", "lower", prompts_per_kind=EXPENSIVE_PROMPTS, priors=("toy",)),
     Claim("sdi-quality", "SDI beats SDS (CLIP 33.47 vs 29.81)", _SDI_T1, Arm("sdi"), Arm("sds"), "match", "higher",
-          prompts_per_kind=1, priors=("toy",)),
+          prompts_per_kind=EXPENSIVE_PROMPTS, priors=("toy",)),
     Claim("vsd-quality", "VSD beats SDS (CLIP 33.31 vs 29.81)", f"{_SDI_T1}; ProlificDreamer", Arm("vsd"), Arm("sds"),
-          "match", "higher", prompts_per_kind=2, priors=("toy",)),
+          "match", "higher", prompts_per_kind=EXPENSIVE_PROMPTS, priors=("toy",)),
     Claim("ism-quality", "ISM beats SDS", "LucidDreamer (CVPR 2024), comparisons", Arm("ism"), Arm("sds"), "match",
-          "higher", prompts_per_kind=2, priors=("toy",)),
+          "higher", prompts_per_kind=EXPENSIVE_PROMPTS, priors=("toy",)),
     Claim("csd-enough", "The classifier term alone does what SDS does (CSD)", "CSD (Yu et al. 2023), Sec. 3",
           Arm("csd"), Arm("sds"), "match", "same", prompts_per_kind=CHEAP, margin=0.1),
     Claim("nfsd-quality", "NFSD beats SDS at a low CFG", "NFSD (Katzir et al. 2024)", Arm("nfsd"), Arm("sds"),
@@ -531,6 +532,6 @@ def _command(out_dir: Path, seeds: list[int]) -> str:
     return f"distill3d bench claims --seeds {','.join(map(str, seeds))} --workers 2 --out {out_dir}"
 
 
-__all__ = ["CHEAP", "CLAIMS", "EXPENSIVE", "ISD_PROMPTS", "MULTI", "Arm", "Claim", "ClaimResult", "PlanRow", "claim_kinds",
+__all__ = ["CHEAP", "CLAIMS", "EXPENSIVE", "EXPENSIVE_PROMPTS", "ISD_PROMPTS", "MULTI", "Arm", "Claim", "ClaimResult", "PlanRow", "claim_kinds",
            "claim_priors", "claim_prompts", "claims_edit_pairs", "edit_runs", "evaluate_edit", "evaluate_generation",
            "format_plan", "generation_specs", "run_claims", "run_edits", "run_plan", "verdict", "write_ledger"]
