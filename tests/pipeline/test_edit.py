@@ -192,8 +192,12 @@ def test_resume_from_the_cli_and_a_changed_source_is_refused(tmp_path, tiny_ever
     assert main([*argv, "--resume"]) == 2
     assert "not the one this run started from" in _one_line_error(capsys)
     write_gsplat_ply(src)
-    assert main([*argv, "--resume"]) == 0
+    moved = tmp_path / "elsewhere" / "scene.ply"  # the same bytes under another path (a copied folder) resume
+    moved.parent.mkdir()
+    moved.write_bytes(src.read_bytes())
+    assert main(["edit", str(moved), *argv[2:], "--resume"]) == 0
     assert json.loads((out / "run.json").read_text())["steps"] == 4
+    assert json.loads((out / "preset.json").read_text())["edit"]["source"] == str(src)  # as the run started
 
 
 def _one_line_error(capsys) -> str:

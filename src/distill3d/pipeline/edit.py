@@ -93,6 +93,7 @@ def edit(source: str | Path, source_prompt: str, prompt: str, cfg: RunConfig, me
         if before.get("source_sha256") != digest:
             raise UserError(f"--resume: the source {source_file} is not the one this run started from "
                             f"({before.get('source', 'unknown')}); start a new run in another --out")
+        record["source"] = before.get("source", record["source"])  # the same bytes, moved or copied: resumes
     rep_source = entry.cls.load(source_file)  # UserError for a file that is not this representation
     method = build_method(cfg, method_overrides, kind="edit")  # UserError for an unknown --set key
     preset = {"prompt": prompt} | describe_config(cfg, method) | {"prior": dataclasses.asdict(prior_spec),
