@@ -30,7 +30,15 @@ from pathlib import Path
 from typing import Literal
 
 from distill3d.bench.edit import bench_edit, edit_sources, make_pair
-from distill3d.bench.grid import BENCH_OVERRIDES, RunSpec, check_specs, read_results, reuse_problem, run_grid
+from distill3d.bench.grid import (
+    BENCH_OVERRIDES,
+    RunSpec,
+    check_specs,
+    overrides_column,
+    read_results,
+    reuse_problem,
+    run_grid,
+)
 from distill3d.bench.report import oscillation
 from distill3d.bench.stats import Interval, bootstrap
 from distill3d.bench.suite import load_suite
@@ -351,7 +359,7 @@ class ClaimResult:
 
 def _keyed(rows: list[dict], arm: Arm, prior: str, prompts: set[str], metric: str) -> dict[tuple, float]:
     fn = METRICS[metric][1]
-    settings = ";".join(f"{k}={v}" for k, v in sorted(arm.overrides) if k not in BENCH_OVERRIDES)  # as grid writes it
+    settings = overrides_column(sorted(arm.overrides))  # in generation_specs' (sorted) order
     out = {}
     for r in rows:  # the arm's own runs: same method, label, prior and --set overrides (another CFG is another arm)
         if (r["method"] == arm.method and r["preset"] == arm.label and r["prior"] == arm.prior_for(prior)

@@ -195,11 +195,17 @@ def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
+def overrides_column(overrides: Iterable[tuple[str, str]]) -> str:
+    """results.csv's ``overrides`` cell: the ``--set`` pairs in their order, without the bench's own
+    (``BENCH_OVERRIDES``), as ``k=v;k=v``."""
+    return ";".join(f"{k}={v}" for k, v in overrides if k not in BENCH_OVERRIDES)
+
+
 def measure_run(spec: RunSpec, run: dict, clip: float | None = None) -> dict:
     """The CSV row of a finished run from its ``run.json`` (without the preset label)."""
     row: dict = {"run_id": spec.run_id, "prompt": spec.prompt, "method": spec.method, "prior": spec.prior,
                  "seed": spec.seed, "steps": run["steps"],
-                 "overrides": ";".join(f"{k}={v}" for k, v in spec.overrides if k not in BENCH_OVERRIDES)}
+                 "overrides": overrides_column(spec.overrides)}
     judge = run.get("judge")
     if judge is None and spec.toy_world:  # a failed run without an asset: an empty one
         scene = parse_caption(spec.prompt)
@@ -431,5 +437,5 @@ def run_grid(specs: list[RunSpec], out_dir: Path, engine: Engine, log: Callable[
 
 
 __all__ = ["BENCH_OVERRIDES", "COLUMNS", "RESULTS", "RunSpec", "check_specs", "downsample", "execute",
-           "make_specs", "measure_run", "merge", "parse_series", "read_results", "record", "remeasure", "reuse_problem",
+           "make_specs", "measure_run", "merge", "overrides_column", "parse_series", "read_results", "record", "remeasure", "reuse_problem",
            "run_grid"]

@@ -6,7 +6,8 @@ with and without it (issue 22). ISD keeps its own (``guidance/isd.py``, where th
     g    = g_base + β(τ) · g_MV,   β 0.6 → 0.02 over the run                               (Eq. 9, α = 1)
 
 Wrapped: AnchorDS (``anchords-mv``), UDS (``uds-mv``) and SDS (``sds-mv``). g_base is the wrapped method's
-gradient, unchanged (its own t, ε and prior calls). t' and ε' are drawn after it from the same generator, one more prior call of 2B rows: [y, π_i] and [∅, π_i]. On a multi-view prior
+gradient, unchanged (its own t, ε and prior calls). t' and ε' are drawn after it from the same generator, one
+more prior call of 2B rows: [y, π_i] and [∅, π_i]. On a multi-view prior
 (``ViewCapabilities.joint_views`` = N > 1) whose step's views come in groups of N at 360°/N
 (``views_per_step=4, view_azimuths=even``) each group is one ``view_group`` at one t' (MVDream's joint
 denoising); otherwise each view is denoised alone with its camera. The term needs a prior that conditions on
